@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` (main job on embedded data) and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[apps,test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/wdist demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -x -q
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt '.[bench]'
+	$(BIN)/python benchmarks/core.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

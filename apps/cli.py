@@ -1,0 +1,52 @@
+"""The ``wdist`` console script: parses arguments and dispatches; the work lives in the apps.
+
+Each app exposes ``apps.<app>.cli.register(subparsers)``, which adds its subcommand and sets a
+``func`` default; its heavy imports happen inside ``func`` so that ``wdist --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+APPS = {
+    "demo": "apps.demo",
+    "wdgrl": "apps.wdgrl.cli",
+    "qrdqn": "apps.qrdqn.cli",
+    "wgan": "apps.wgan.cli",
+    "wmd": "apps.wmd.cli",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wdist",
+        description="Wasserstein distances in PyTorch, and four applications built on them.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in APPS.values():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as err:  # an app not installed in this checkout
+            if err.name and module.startswith(err.name):
+                continue
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint (if any) is intact", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        print(f"wdist {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""YAML experiment configs loaded into dataclasses; unknown keys are an error, never ignored."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the experiment's dataclass."""
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and not isinstance(value, hint):
+        raise ConfigError(f"config key {name!r}: expected {hint.__name__}, got {value!r}")
+    if origin in (list, tuple) and not isinstance(value, (list, tuple)):
+        raise ConfigError(f"config key {name!r}: expected a list, got {value!r}")
+    if origin in (list, tuple):
+        return origin(value)
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``, rejecting keys it does not declare."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown config key(s) {unknown}; valid keys are {sorted(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            kwargs[key] = from_dict(hint, value, f"{source}.{key}")
+        elif value is None:
+            kwargs[key] = None
+        else:
+            kwargs[key] = _coerce(key, value, hint)
+    return cls(**kwargs)
+
+
+def load_config(
+    cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> T:
+    """Read YAML ``path`` (optional) into dataclass ``cls``, then apply ``overrides``.
+
+    Overrides whose value is ``None`` are skipped, so argparse defaults can be passed straight in.
+    """
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        source = str(path)
+        with path.open() as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a YAML mapping at the top level")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            data[key] = value
+    return from_dict(cls, data, source)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """The dataclass as a plain dict (for logging next to results)."""
+    return dataclasses.asdict(cfg)

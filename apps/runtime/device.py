@@ -1,0 +1,33 @@
+"""The ``--device {auto,cpu,cuda}`` convention shared by every command."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_device_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="where to compute: auto (CUDA when available, else CPU), cpu or cuda (default: auto)",
+    )
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Map ``auto``/``cpu``/``cuda[:i]`` to a ``torch.device``; a clear error if CUDA is absent."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was asked for but CUDA is not available here")
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"device must be one of {DEVICES} (or 'cuda:N'), got {device!r}")
