@@ -9,7 +9,15 @@ import numpy as np
 import ot
 import torch
 
-from wdist._checks import as_tensor, check_p, check_points, check_same_dim, check_weights
+from wdist._checks import (
+    as_tensor,
+    check_cost_range,
+    check_p,
+    check_points,
+    check_same_dim,
+    check_weights,
+    point_spread,
+)
 from wdist._cost import cost_matrix
 
 
@@ -89,4 +97,6 @@ def emd(
     check_same_dim(x, y)
     a = check_weights(a, "a", x.shape[:1], like=x)
     b = check_weights(b, "b", y.shape[:1], like=x)
+    # POT's network simplex multiplies costs internally: keep them well below sqrt(float max)
+    check_cost_range(point_spread(x, y), p, x.dtype, limit=min(1e100, torch.finfo(x.dtype).max / 4))
     return emd_from_cost(a, b, cost_matrix(x, y, p), num_iter_max, return_plan)
