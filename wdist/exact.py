@@ -6,7 +6,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-import ot
 import torch
 
 from wdist._checks import (
@@ -40,6 +39,8 @@ def emd_from_cost(
     (through the fixed optimal plan) and w.r.t. ``a``, ``b`` (through the centred dual
     potentials), as in ``ot.emd2``. Raises ``RuntimeError`` if the solver stops before optimality.
     """
+    import ot  # POT is only needed here; keep `import wdist` light
+
     n, m = cost.shape
     cap = num_iter_max or _default_iter_cap(n, m)
     a64 = a.detach().to("cpu", torch.float64).numpy()
