@@ -8,6 +8,8 @@ from apps.runtime import ConfigError, load_config
 from apps.wgan.config import WGANConfig
 from apps.wgan.models import build_models
 
+LAYERS = (torch.nn.Conv2d, torch.nn.Linear)
+
 
 @pytest.mark.parametrize(
     "arch,shape,norm",
@@ -49,7 +51,7 @@ def test_gradient_penalty_on_image_critic():
     gp = wdist.gradient_penalty(critic, real, fake, lam=10.0)
     assert gp.dim() == 0 and torch.isfinite(gp) and gp > 0
     gp.backward()
-    weights = [m.weight for m in critic.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    weights = [m.weight for m in critic.modules() if isinstance(m, LAYERS)]
     for w in weights:  # every weight gets a finite, non-zero gradient through the double backward
         assert w.grad is not None and torch.isfinite(w.grad).all() and w.grad.abs().sum() > 0
 
@@ -81,7 +83,7 @@ def test_sn_critic_layers_have_unit_spectral_norm():
         critic.step(torch.rand(8, 1, 32, 32), torch.rand(8, 1, 32, 32))
     for _ in range(20):  # power iterations converge while the critic runs in train mode
         critic.module(torch.rand(2, 1, 32, 32))
-    layers = [m for m in critic.module.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    layers = [m for m in critic.module.modules() if isinstance(m, LAYERS)]
     assert len(layers) == 12  # stem, 4 blocks x 2 convs, 2 shortcut convs, head
     sigmas = [_sigma(m) for m in layers]
     assert max(sigmas) <= 1 + 1e-3

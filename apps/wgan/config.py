@@ -76,7 +76,9 @@ class WGANConfig:
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
         if self.critic_norm not in ("auto",) + NORMS:
-            raise ValueError(f"critic_norm must be auto or one of {NORMS}, got {self.critic_norm!r}")
+            raise ValueError(
+                f"critic_norm must be auto or one of {NORMS}, got {self.critic_norm!r}"
+            )
         if self.is_toy and self.arch != "mlp":
             raise ValueError(f"toy data {self.data!r} needs arch 'mlp', got {self.arch!r}")
         if self.channels not in (1, 3):

@@ -140,7 +140,7 @@ def load_image_folder(folder: str | Path, image_size: int, channels: int = 3) ->
 
 
 def load_npz(path: str | Path, image_size: int, key: str | None = None) -> torch.Tensor:
-    """Images from a ``.npz`` array: ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]``, C in {1, 3}.
+    """Images from a ``.npz`` array ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` (C 1 or 3).
 
     ``key`` selects the array (default: ``images``, ``x``, or the only array in the file); uint8
     values are read as 0..255, floats as [0, 1] or [-1, 1].
@@ -151,7 +151,8 @@ def load_npz(path: str | Path, image_size: int, key: str | None = None) -> torch
     with np.load(path) as data:
         names = list(data.files)
         if key is None:
-            key = next((k for k in ("images", "x") if k in names), names[0] if len(names) == 1 else None)
+            only = names[0] if len(names) == 1 else None
+            key = next((k for k in ("images", "x") if k in names), only)
         if key not in names:
             raise ValueError(f"{path}: key {key!r} not found; arrays in the file: {names}")
         arr = data[key]

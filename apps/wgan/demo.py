@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 
 from apps.runtime import load_config
-from apps.wgan.results import CONFIGS
 from apps.wgan.config import WGANConfig
+from apps.wgan.results import CONFIGS
 from apps.wgan.trainer import Trainer
 
 

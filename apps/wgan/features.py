@@ -91,7 +91,10 @@ class FeatureExtractor:
         out = []
         for chunk in images.split(batch_size):
             chunk = chunk.to(self.device)
-            f = self.classifier.features(chunk) if self.classifier is not None else self.model(chunk)
+            if self.classifier is not None:
+                f = self.classifier.features(chunk)
+            else:
+                f = self.model(chunk)
             out.append(f.flatten(1).float().cpu())
         return torch.cat(out)
 

@@ -134,7 +134,7 @@ class ResBlock(nn.Module):
 
 
 class ResNetGenerator(nn.Module):
-    """The WGAN-GP CIFAR-10 generator: z -> 4x4xW, three up-sampling ResBlocks, BN-ReLU-conv-tanh."""
+    """The WGAN-GP CIFAR-10 generator: z -> 4x4xW, 3 up-sampling ResBlocks, BN-ReLU-conv-tanh."""
 
     def __init__(self, z_dim: int, channels: int, size: int = 32, width: int = 128):
         super().__init__()

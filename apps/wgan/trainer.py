@@ -122,7 +122,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.generator)
         self.step += 1
-        return {**stats, "generator_loss": float(g_loss)}
+        return {**stats, "generator_loss": float(g_loss.detach())}
 
     def evaluate(self, use_ema: bool = False) -> dict[str, float]:
         """Toy: exact W1 of the (raw, the critic's opponent) generator and the critic's estimate
@@ -134,8 +134,10 @@ class Trainer:
             fake = torch.cat([gen(z.to(self.device)).cpu() for z in self.eval_noise.split(500)])
         gen.train(was_training)
         if self.cfg.is_toy:
+            self.critic.module.eval()  # no spectral-norm power iteration / batch-stat update
             with torch.no_grad():
                 est = self.critic.estimate(self.eval_real.to(self.device), fake.to(self.device))
+            self.critic.module.train()
             return {"w1_exact": exact_w1(fake, self.eval_real), "w1_critic": float(est)}
         if self.extractor is None:
             return {}
@@ -170,8 +172,9 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        mine = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in ("steps", "out_dir")}
-        theirs = {k: v for k, v in state["config"].items() if k not in ("steps", "out_dir")}
+        free = ("steps", "out_dir")
+        mine = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in free}
+        theirs = {k: v for k, v in state["config"].items() if k not in free}
         diff = sorted(k for k in mine if mine[k] != theirs.get(k))
         if diff:
             raise ValueError(f"cannot resume: the checkpoint's config differs in {diff}")
