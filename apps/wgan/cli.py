@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     results.add_argument("--out", type=Path, default=Path("results/wgan"))
     results.add_argument("--mnist-steps", type=int, help="MNIST generator iterations per run")
     results.add_argument("--toy-steps", type=int, help="toy generator iterations per run")
+    results.add_argument("--parts", nargs="+", choices=("toy", "mnist"), default=["toy", "mnist"])
+    results.add_argument("--mnist-config", type=Path, help="default configs/wgan/mnist.yaml")
     add_device_arg(results)
     results.set_defaults(func=_results)
 
@@ -113,9 +115,10 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _results(args: argparse.Namespace) -> int:
     from apps.runtime import resolve_device
-    from apps.wgan.results import regenerate
+    from apps.wgan.results import CONFIGS, regenerate
 
-    written = regenerate(args.out, resolve_device(args.device), args.mnist_steps, args.toy_steps)
+    written = regenerate(args.out, resolve_device(args.device), args.mnist_steps, args.toy_steps,
+                         tuple(args.parts), args.mnist_config or CONFIGS / "mnist.yaml")
     for path in written:
         print(path)
     return 0

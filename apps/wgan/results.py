@@ -104,14 +104,15 @@ def run_toys(out: Path, device: torch.device, steps: int | None) -> tuple[dict, 
     return table, paths
 
 
-def run_mnist(out: Path, device: torch.device, steps: int | None) -> tuple[dict, list[Path]]:
+def run_mnist(out: Path, device: torch.device, cfg_m: WGANConfig,
+              config: Path) -> tuple[dict, list[Path]]:
     table: dict = {}
     paths = []
     for method in LIPSCHITZ:
         for seed in SEEDS:
             run_dir = out / "runs" / f"mnist_{method}_seed{seed}"
-            cfg = load_config(WGANConfig, CONFIGS / "mnist.yaml", {
-                "lipschitz": method, "seed": seed, "steps": steps, "out_dir": str(run_dir)})
+            cfg = load_config(WGANConfig, config, {
+                "lipschitz": method, "seed": seed, "steps": cfg_m.steps, "out_dir": str(run_dir)})
             t0 = time.perf_counter()
             metrics = Trainer(cfg, device).fit()
             table[f"{method}/{seed}"] = {**metrics, "wall_s": time.perf_counter() - t0}
@@ -120,9 +121,8 @@ def run_mnist(out: Path, device: torch.device, steps: int | None) -> tuple[dict,
                 paths.append(out / f"mnist_{method}.png")
                 shutil.copyfile(grid, paths[-1])
     real, _ = load_mnist(32)
-    g = torch.Generator().manual_seed(0)
-    perm = torch.randperm(len(real), generator=g)
-    n = load_config(WGANConfig, CONFIGS / "mnist.yaml").eval_samples
+    perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
+    n = cfg_m.eval_samples
     ref = image_metrics(real[perm[:n]], real[perm[n : 2 * n]], FeatureExtractor(None, device))
     table["real/reference"] = ref
     return table, paths
@@ -132,20 +132,8 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def write_report(out: Path, toy: dict, mnist: dict, device: torch.device, command: str) -> Path:
-    cfg_t = load_config(WGANConfig, CONFIGS / "toy.yaml")
-    cfg_m = load_config(WGANConfig, CONFIGS / "mnist.yaml")
+def _toy_lines(toy: dict, cfg_t: WGANConfig) -> list[str]:
     lines = [
-        "# WGAN results: weight clipping vs gradient penalty vs spectral normalisation",
-        "",
-        f"Machine: {_machine(device)}; torch {torch.__version__}; Python "
-        f"{sys.version.split()[0]}.  Command: `{command}`",
-        "",
-        "Paper defaults per method (optimiser for critic and generator, critic updates per "
-        "generator update): " + "; ".join(
-            f"{m}: {d.optimizer} lr {d.lr:g}" + (f" betas {d.betas}" if d.betas else "")
-            + f", n_critic {d.n_critic}, critic norm {d.critic_norm}"
-            for m, d in PAPER_DEFAULTS.items()),
         "",
         f"## Toy sets ({cfg_t.steps} generator steps, MLP width {cfg_t.width}, batch "
         f"{cfg_t.batch_size}, exact W1 on {cfg_t.eval_samples} vs {cfg_t.eval_samples} points)",
@@ -169,7 +157,11 @@ def write_report(out: Path, toy: dict, mnist: dict, device: torch.device, comman
             f"| {data} | {method} | {r['w1_initial']:.3f} | {r['w1_final']:.3f} | "
             f"{r['w1_final_ema']:.3f} | {r['w1_floor']:.3f} | {r['critic_final']:.3f} | "
             f"{r['critic_over_exact']:.2f} | {r['spearman']:.2f} | {r['wall_s']:.0f} |")
-    lines += [
+    return lines
+
+
+def _mnist_lines(mnist: dict, cfg_m: WGANConfig) -> tuple[list[str], dict]:
+    lines = [
         "",
         f"## MNIST ({cfg_m.steps} generator steps, {cfg_m.arch} width {cfg_m.width}, batch "
         f"{cfg_m.batch_size}, EMA generator, {cfg_m.eval_samples} samples, seeds {SEEDS})",
@@ -195,37 +187,73 @@ def write_report(out: Path, toy: dict, mnist: dict, device: torch.device, comman
     ref = mnist["real/reference"]
     lines.append(f"| real digits (two disjoint halves) | {ref['fd']:.2f} | "
                  f"{ref['label_entropy']:.3f} | {ref['score']:.2f} | |")
-    lines += ["", " ".join(f"![{m}](mnist_{m}.png)" for m in LIPSCHITZ), "",
-              "## Which method wins", ""]
-    ranked = sorted(LIPSCHITZ, key=lambda m: summary[m]["fd_mean"])
-    best, worst = ranked[0], ranked[-1]
-    lines.append(
-        f"- MNIST at this budget: **{best}** has the lowest Fréchet distance "
-        f"({summary[best]['fd_mean']:.2f}); ranking " + " < ".join(
-            f"{m} ({summary[m]['fd_mean']:.2f})" for m in ranked)
-        + f"; {worst} is {summary[worst]['fd_mean'] / summary[best]['fd_mean']:.2f}x worse.")
-    for data in TOY_SETS:
-        r = {m: toy[f"{data}/{m}"] for m in LIPSCHITZ}
-        order = sorted(LIPSCHITZ, key=lambda m: r[m]["w1_final"])
-        lines.append(f"- {data}: lowest exact W1 **{order[0]}** ({r[order[0]]['w1_final']:.3f}, "
-                     f"floor {r[order[0]]['w1_floor']:.3f}); " + ", ".join(
-                         f"{m} {r[m]['w1_final']:.3f}" for m in order[1:]) + ".")
-    path = out / "results.md"
-    path.write_text("\n".join(lines) + "\n")
-    (out / "results.json").write_text(json.dumps(
-        {"machine": _machine(device), "torch": torch.__version__, "command": command,
-         "toy": toy, "mnist": mnist, "mnist_summary": summary}, indent=2))
-    return path
+    lines += ["", " ".join(f"![{m}](mnist_{m}.png)" for m in LIPSCHITZ)]
+    return lines, summary
+
+
+def _winner_lines(toy: dict, summary: dict) -> list[str]:
+    lines = ["", "## Which method wins", ""]
+    if summary:
+        ranked = sorted(LIPSCHITZ, key=lambda m: summary[m]["fd_mean"])
+        best, worst = ranked[0], ranked[-1]
+        lines.append(
+            f"- MNIST at this budget: **{best}** has the lowest Fréchet distance "
+            f"({summary[best]['fd_mean']:.2f}); ranking " + " < ".join(
+                f"{m} ({summary[m]['fd_mean']:.2f})" for m in ranked)
+            + f"; {worst} is {summary[worst]['fd_mean'] / summary[best]['fd_mean']:.2f}x worse.")
+    if toy:
+        for data in TOY_SETS:
+            r = {m: toy[f"{data}/{m}"] for m in LIPSCHITZ}
+            order = sorted(LIPSCHITZ, key=lambda m: r[m]["w1_final"])
+            lines.append(
+                f"- {data}: lowest exact W1 **{order[0]}** ({r[order[0]]['w1_final']:.3f}, "
+                f"floor {r[order[0]]['w1_floor']:.3f}); "
+                + ", ".join(f"{m} {r[m]['w1_final']:.3f}" for m in order[1:]) + ".")
+    return lines
 
 
 def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
-               toy_steps: int | None = None) -> list[Path]:
+               toy_steps: int | None = None, parts: tuple[str, ...] = ("toy", "mnist"),
+               mnist_config: Path = CONFIGS / "mnist.yaml") -> list[Path]:
+    """Run the requested ``parts`` and write figures, ``results.md`` and ``results.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "wdist wgan " + " ".join(sys.argv[sys.argv.index("wgan") + 1:]) \
-        if "wgan" in sys.argv else " ".join(sys.argv)
-    toy, toy_paths = run_toys(out, device, toy_steps)
-    mnist, mnist_paths = run_mnist(out, device, mnist_steps)
-    report = write_report(out, toy, mnist, device, command)
-    shutil.rmtree(out / "runs", ignore_errors=True)
-    return [*toy_paths, *mnist_paths, report, out / "results.json"]
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # small convs: one thread is fastest, and 20x faster on a busy box
+    command = ("wdist wgan " + " ".join(sys.argv[sys.argv.index("wgan") + 1:])
+               if "wgan" in sys.argv else " ".join(sys.argv))
+    cfg_t = load_config(WGANConfig, CONFIGS / "toy.yaml", {"steps": toy_steps})
+    cfg_m = load_config(WGANConfig, mnist_config, {"steps": mnist_steps})
+    toy, mnist, paths = {}, {}, []
+    if "toy" in parts:
+        toy, written = run_toys(out, device, cfg_t.steps)
+        paths += written
+    if "mnist" in parts:
+        mnist, written = run_mnist(out, device, cfg_m, mnist_config)
+        paths += written
+    lines = [
+        "# WGAN results: weight clipping vs gradient penalty vs spectral normalisation",
+        "",
+        f"Machine: {_machine(device)}; torch {torch.__version__}; Python "
+        f"{sys.version.split()[0]}.  Command: `{command}`",
+        "",
+        "Paper defaults per method (optimiser for critic and generator, critic updates per "
+        "generator update): " + "; ".join(
+            f"{m}: {d.optimizer} lr {d.lr:g}" + (f" betas {d.betas}" if d.betas else "")
+            + f", n_critic {d.n_critic}, critic norm {d.critic_norm}"
+            for m, d in PAPER_DEFAULTS.items()) + ".",
+    ]
+    summary: dict = {}
+    if toy:
+        lines += _toy_lines(toy, cfg_t)
+    if mnist:
+        more, summary = _mnist_lines(mnist, cfg_m)
+        lines += more
+    lines += _winner_lines(toy, summary)
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps(
+        {"machine": _machine(device), "torch": torch.__version__, "command": command,
+         "toy": toy, "mnist": mnist, "mnist_summary": summary}, indent=2))
+    for checkpoint in (out / "runs").glob("*/checkpoint.pt"):
+        checkpoint.unlink()  # keep each run's config, log.csv, samples and metrics
+    return [*paths, out / "results.md", out / "results.json"]
