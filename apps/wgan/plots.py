@@ -77,26 +77,14 @@ def save_toy_figure(real, fake, critic, path: str | Path, title: str) -> Path:
     return path
 
 
-def plot_w1_curves(logs: dict[str, dict[str, list[float]]], path: str | Path, title: str) -> Path:
-    """One panel per entry of ``logs`` (label -> CSV columns): exact W1 and the critic estimate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(logs), figsize=(4 * len(logs), 3.2), squeeze=False)
-    for ax, (label, cols) in zip(axes[0], logs.items()):
-        ax.plot(cols["step"], cols["w1_exact"], label="exact W1 (wdist.emd)", color="black")
-        ax.plot(cols["step"], cols["w1_critic"], label="critic estimate", color="tab:blue")
-        ax.set_title(label, fontsize=9)
-        ax.set_xlabel("generator step")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("W1")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def draw_w1_panel(ax, log: dict[str, list[float]], floor: float, title: str) -> None:
+    """Exact W1 (black, left axis, with the sampling floor) and the critic's estimate (blue,
+    right axis: a clipped or spectrally normalised critic estimates W1 only up to a scale)."""
+    ax.plot(log["step"], log["w1_exact"], color="black", label="exact W1 (wdist.emd)")
+    ax.axhline(floor, color="gray", ls=":", label="sampling floor")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    twin = ax.twinx()
+    twin.plot(log["step"], log["w1_critic"], color="tab:blue", label="critic estimate")
+    twin.tick_params(axis="y", colors="tab:blue", labelsize=7)

@@ -54,7 +54,7 @@ def run_toys(out: Path, device: torch.device, steps: int | None) -> tuple[dict, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from apps.wgan.plots import draw_toy_panel
+    from apps.wgan.plots import draw_toy_panel, draw_w1_panel
 
     table: dict = {}
     fig_s, ax_s = plt.subplots(3, 3, figsize=(10, 10))
@@ -84,18 +84,13 @@ def run_toys(out: Path, device: torch.device, steps: int | None) -> tuple[dict, 
                             torch.Generator().manual_seed(0))
             draw_toy_panel(ax_s[i, j], trainer.eval_real, fake, trainer.critic.module,
                            f"{data}, {method}: W1 {log['w1_exact'][-1]:.3f}")
-            ax = ax_w[i, j]
-            ax.plot(log["step"], log["w1_exact"], color="black", label="exact W1 (wdist.emd)")
-            ax.plot(log["step"], log["w1_critic"], color="tab:blue", label="critic estimate")
-            ax.axhline(floor, color="gray", ls=":", label="sampling floor")
-            ax.set_title(f"{data}, {method}", fontsize=9)
-            ax.grid(alpha=0.3)
+            draw_w1_panel(ax_w[i, j], log, floor, f"{data}, {method}")
     ax_w[0, 0].legend(fontsize=7)
     for ax in ax_w[-1]:
         ax.set_xlabel("generator step")
     fig_s.suptitle("samples (green) vs data (orange) over the critic's value contours", fontsize=11)
-    fig_w.suptitle("exact W1 between generated and real samples vs the critic's estimate",
-                   fontsize=11)
+    fig_w.suptitle("exact W1 between generated and real samples (black, left axis) vs the "
+                   "critic's estimate (blue, right axis)", fontsize=11)
     paths = [out / "toy_samples.png", out / "toy_w1_vs_critic.png"]
     for fig, path in zip((fig_s, fig_w), paths):
         fig.tight_layout()
