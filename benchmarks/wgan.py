@@ -71,17 +71,20 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _time(fn, iters, repeats, device):
-    fn()
+def _time(fns, iters, repeats, device):
+    """Median seconds per call of each function; repeats interleaved so load drifts hit all."""
+    for fn in fns:
+        fn()
     _sync(device)
-    out = []
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        _sync(device)
-        out.append((time.perf_counter() - t0) / iters)
-    return statistics.median(out)
+        for fn, out in zip(fns, times):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                fn()
+            _sync(device)
+            out.append((time.perf_counter() - t0) / iters)
+    return [statistics.median(t) for t in times]
 
 
 def bench(arch, method, device, batch, iters, repeats):
@@ -105,9 +108,9 @@ def bench(arch, method, device, batch, iters, repeats):
         loss.backward()
         g_opt.step()
 
-    t_ours = _time(lambda: ours.step(real, fake), iters, repeats, device)
-    t_peer = _time(lambda: peer.step(real, fake), iters, repeats, device)
-    t_gen = _time(gen_step, iters, repeats, device)
+    t_ours, t_peer, t_gen = _time(
+        [lambda: ours.step(real, fake), lambda: peer.step(real, fake), gen_step],
+        iters, repeats, device)
     n = PAPER_DEFAULTS[method].n_critic
     return {
         "arch": arch, "method": method, "batch": batch, "n_critic": n,
@@ -134,10 +137,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--iters", type=int, default=None, help="steps per timing")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads (default 1: fastest for small convs on a shared box)")
     parser.add_argument("--out", type=Path, default=Path("results/wgan"))
     args = parser.parse_args()
     device = resolve_device(args.device)
-    iters = args.iters or (50 if device.type == "cuda" else 3)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    iters = args.iters or (50 if device.type == "cuda" else 2)
     rows = [bench(a, m, device, args.batch, iters, args.repeats)
             for a in args.archs for m in ("clip", "gp", "sn")]
     for a in args.archs:

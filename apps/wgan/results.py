@@ -48,6 +48,22 @@ def _machine(device: torch.device) -> str:
     return platform.processor()
 
 
+def toy_row(run_dir: Path, data: str, eval_samples: int) -> dict:
+    """One toy run's numbers, read back from its ``log.csv`` and ``metrics.json``."""
+    log = read_csv(run_dir / "log.csv")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {
+        "w1_initial": log["w1_exact"][0],
+        "w1_final": log["w1_exact"][-1],
+        "w1_final_ema": metrics["w1_exact"],
+        "w1_floor": toy_w1_floor(data, eval_samples),
+        "critic_final": log["w1_critic"][-1],
+        "critic_over_exact": log["w1_critic"][-1] / log["w1_exact"][-1],
+        "spearman": _spearman(log["w1_critic"][1:], log["w1_exact"][1:]),
+        "wall_s": log["time_s"][-1],
+    }
+
+
 def run_toys(out: Path, device: torch.device, steps: int | None) -> tuple[dict, list[Path]]:
     import matplotlib
 
@@ -65,21 +81,10 @@ def run_toys(out: Path, device: torch.device, steps: int | None) -> tuple[dict, 
             cfg = load_config(WGANConfig, CONFIGS / "toy.yaml", {
                 "data": data, "lipschitz": method, "steps": steps, "out_dir": str(run_dir)})
             trainer = Trainer(cfg, device)
-            t0 = time.perf_counter()
-            metrics = trainer.fit()
-            wall = time.perf_counter() - t0
+            trainer.fit()
             log = read_csv(run_dir / "log.csv")
-            floor = toy_w1_floor(data, cfg.eval_samples)
-            table[f"{data}/{method}"] = {
-                "w1_initial": log["w1_exact"][0],
-                "w1_final": log["w1_exact"][-1],
-                "w1_final_ema": metrics["w1_exact"],
-                "w1_floor": floor,
-                "critic_final": log["w1_critic"][-1],
-                "critic_over_exact": log["w1_critic"][-1] / log["w1_exact"][-1],
-                "spearman": _spearman(log["w1_critic"][1:], log["w1_exact"][1:]),
-                "wall_s": wall,
-            }
+            table[f"{data}/{method}"] = toy_row(run_dir, data, cfg.eval_samples)
+            floor = table[f"{data}/{method}"]["w1_floor"]
             fake = generate(trainer.generator, 1000, cfg.z_dim, device,
                             torch.Generator().manual_seed(0))
             draw_toy_panel(ax_s[i, j], trainer.eval_real, fake, trainer.critic.module,
@@ -219,13 +224,18 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
                if "wgan" in sys.argv else " ".join(sys.argv))
     cfg_t = load_config(WGANConfig, CONFIGS / "toy.yaml", {"steps": toy_steps})
     cfg_m = load_config(WGANConfig, mnist_config, {"steps": mnist_steps})
-    toy, mnist, paths = {}, {}, []
+    paths = []
     if "toy" in parts:
         toy, written = run_toys(out, device, cfg_t.steps)
-        paths += written
+        (out / "toy.json").write_text(json.dumps(toy, indent=2))
+        paths += [*written, out / "toy.json"]
     if "mnist" in parts:
         mnist, written = run_mnist(out, device, cfg_m, mnist_config)
-        paths += written
+        (out / "mnist.json").write_text(json.dumps(mnist, indent=2))
+        paths += [*written, out / "mnist.json"]
+    # a part not rerun keeps its last results (e.g. ``--parts mnist`` after a config change)
+    toy = json.loads((out / "toy.json").read_text()) if (out / "toy.json").is_file() else {}
+    mnist = json.loads((out / "mnist.json").read_text()) if (out / "mnist.json").is_file() else {}
     lines = [
         "# WGAN results: weight clipping vs gradient penalty vs spectral normalisation",
         "",
