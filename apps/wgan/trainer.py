@@ -184,10 +184,11 @@ class Trainer:
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        torch.set_rng_state(state["torch_rng"])
+        # RNG states must be CPU byte tensors, whatever map_location the checkpoint was read with
+        torch.set_rng_state(state["torch_rng"].cpu())
         if state["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.data_rng.set_state(state["data_rng"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        self.data_rng.set_state(state["data_rng"].cpu())
 
     @property
     def checkpoint_path(self) -> Path:
@@ -239,14 +240,3 @@ class Trainer:
         (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
 
-
-def load_generator(checkpoint: str | Path, device: torch.device | str = "cpu",
-                   use_ema: bool = True) -> tuple[torch.nn.Module, WGANConfig]:
-    """The (EMA, when saved) generator of a checkpoint, in eval mode, with its config."""
-    state = load_checkpoint(checkpoint, device)
-    cfg = WGANConfig(**state["config"])
-    generator, _ = build_models(cfg.arch, tuple(state["shape"]), cfg.z_dim, cfg.width,
-                                cfg.resolved_critic_norm)
-    weights = state["ema"]["model"] if use_ema and state["ema"] is not None else state["generator"]
-    generator.load_state_dict(weights)
-    return generator.to(device).eval(), cfg
