@@ -18,7 +18,16 @@ from apps.wgan.results import CONFIGS
 from apps.wgan.trainer import Trainer
 
 
-def test_toy_run_cuts_exact_w1(tmp_path):
+@pytest.fixture
+def one_thread():
+    """Small MLPs: one thread is fastest, and far faster than two on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_toy_run_cuts_exact_w1(tmp_path, one_thread):
     """8 Gaussians, weight clipping (the method with the smoothest early W1 curve; GP and SN
     oscillate for their first ~1,000 steps, see results/wgan), toy config, 300 steps: exact W1
     (wdist.emd, 512 vs 512 points, EMA generator) must fall below 45% of its initial value.
