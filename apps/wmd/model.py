@@ -186,6 +186,23 @@ class WMD:
             return float(self._sinkhorn(table, A, np.zeros(1, int), B, np.zeros(1, int))[0])
         return self._exact(table, A, 0, B, 0)
 
+    def flow(self, doc1: DocLike, doc2: DocLike) -> tuple[list[str], list[str], np.ndarray, float]:
+        """The optimal transport plan behind the exact WMD: ``(words1, words2, plan, distance)``
+        with ``plan [n1, n2]`` the mass moved from ``words1[i]`` to ``words2[j]``."""
+        (A, B), table = self._prepare(("doc1", [doc1]), ("doc2", [doc2]))
+        (ia, wa), (ib, wb) = A.doc(0), B.doc(0)
+        E = table.E.cpu().double()
+        cost, plan = wdist.emd(
+            E[torch.as_tensor(np.searchsorted(table.rows, ia))],
+            E[torch.as_tensor(np.searchsorted(table.rows, ib))],
+            torch.as_tensor(wa),
+            torch.as_tensor(wb),
+            p=1,
+            return_plan=True,
+        )
+        words = self.embeddings.words
+        return [words[i] for i in ia], [words[i] for i in ib], plan.numpy(), float(cost)
+
     def pairwise(
         self,
         docs: Sequence[DocLike] | Documents,
