@@ -186,6 +186,23 @@ class WMD:
             return float(self._sinkhorn(table, A, np.zeros(1, int), B, np.zeros(1, int))[0])
         return self._exact(table, A, 0, B, 0)
 
+    def paired(
+        self,
+        docs1: Sequence[DocLike] | Documents,
+        docs2: Sequence[DocLike] | Documents,
+        method: str = "exact",
+    ) -> np.ndarray:
+        """WMD between ``docs1[i]`` and ``docs2[i]`` for every ``i``: ``[N]`` (with
+        ``method="sinkhorn"``, ``batch_size`` pairs per batched solver call)."""
+        _check(method, _METHODS, "method")
+        (A, B), table = self._prepare(("docs1", docs1), ("docs2", docs2))
+        if len(A) != len(B):
+            raise ValueError(f"docs1 has {len(A)} documents but docs2 has {len(B)}")
+        idx = np.arange(len(A))
+        if method == "sinkhorn":
+            return self._sinkhorn(table, A, idx, B, idx)
+        return np.array([self._exact(table, A, i, B, i) for i in idx])
+
     def flow(self, doc1: DocLike, doc2: DocLike) -> tuple[list[str], list[str], np.ndarray, float]:
         """The optimal transport plan behind the exact WMD: ``(words1, words2, plan, distance)``
         with ``plan [n1, n2]`` the mass moved from ``words1[i]`` to ``words2[j]``."""
