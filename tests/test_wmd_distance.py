@@ -143,3 +143,45 @@ def test_kneighbors_classifier_on_separable_topics(emb):
     assert set(clf.predict(docs[40:45])) <= {"a", "b"}
     with pytest.raises(ValueError, match="n_neighbors"):
         WMD(emb).kneighbors_classifier(n_neighbors=99).fit(docs[:40], y[:40])
+
+
+def test_rwmd_chunking_does_not_change_the_result(emb):
+    from apps.wmd import bounds
+    from apps.wmd.model import _Table
+
+    wmd = WMD(emb)
+    Q, C = wmd.transform(_docs(3, seed=9)), wmd.transform(_docs(25, seed=10, max_len=30))
+    table = _Table(emb, [Q, C], True, torch.device("cpu"), torch.float64)
+    q, c = table.local(Q), table.local(C)
+    whole = bounds.relaxed_wmd(table.E, *q, *c)
+    chunked = bounds.relaxed_wmd(table.E, *q, *c, max_elements=50)  # a few documents per chunk
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
+
+
+def test_paired_and_flow_agree_with_pairwise(emb):
+    wmd = WMD(emb)
+    docs = _docs(6, seed=11)
+    full = wmd.pairwise(docs)
+    np.testing.assert_allclose(wmd.paired(docs[:3], docs[3:]), full[[0, 1, 2], [3, 4, 5]])
+    words1, words2, plan, cost = wmd.flow(docs[0], docs[1])
+    assert cost == pytest.approx(full[0, 1])
+    assert plan.shape == (len(words1), len(words2))
+    assert plan.sum() == pytest.approx(1.0) and plan.min() >= 0
+    with pytest.raises(ValueError, match="docs1 has 3 documents but docs2 has 2"):
+        wmd.paired(docs[:3], docs[3:5])
+
+
+def test_exact_wmd_equals_gensim_on_real_sentences():
+    """Word2vec trained on gensim's Lee corpus (cached), real news sentences."""
+    from gensim.models import KeyedVectors
+
+    from apps.wmd import tokenize
+    from apps.wmd.data import lee_sentences, lee_word2vec
+
+    emb = lee_word2vec()
+    kv = KeyedVectors(emb.dim)
+    kv.add_vectors(emb.words, np.asarray(emb.vectors))
+    docs = [t for t in (tokenize(s) for s in lee_sentences()[:300:15]) if t]
+    ours = WMD(emb).pairwise(docs)
+    ref = np.array([[kv.wmdistance(a, b) for b in docs] for a in docs])
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)

@@ -32,7 +32,10 @@ def test_encode_counts_oov_and_normalises_counts():
     weights = dict(zip((emb.words[i] for i in ids), w))
     assert weights == pytest.approx({"cat": 2 / 3, "dog": 1 / 3})
     assert docs.doc(1)[1].tolist() == [1.0]
-    assert docs.ids[1, 1] == -1 and docs.weights[1, 1] == 0.0  # padding
+    assert docs.indptr.tolist() == [0, 2, 3]  # ragged: no padding stored
+    sub = docs.subset([1, 0])
+    assert sub.lengths.tolist() == [1, 2]
+    assert sub.doc(1)[1].tolist() == docs.doc(0)[1].tolist()
 
 
 def test_empty_document_is_a_clear_error():

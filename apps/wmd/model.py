@@ -35,8 +35,7 @@ class _Table:
         device: torch.device,
         dtype: torch.dtype,
     ) -> None:
-        used = [d.ids[d.ids >= 0] for d in docs]
-        self.rows = np.unique(np.concatenate(used)) if used else np.zeros(0, np.int64)
+        self.rows = np.unique(np.concatenate([d.ids for d in docs]))
         vec = np.asarray(embeddings.vectors[self.rows], dtype=np.float32)
         if normalize:  # in float32, exactly as gensim's get_vector(norm=True)
             norms = np.linalg.norm(vec, axis=1, keepdims=True)
@@ -44,14 +43,25 @@ class _Table:
         self.E = torch.as_tensor(vec, device=device).to(dtype)
 
     def local(self, docs: Documents) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Padded ``(ids, weights, lengths)`` tensors indexing ``self.E`` (padding -> row 0)."""
-        ids = np.where(docs.ids >= 0, np.searchsorted(self.rows, docs.ids), 0)
+        """``(ids [nnz], weights [nnz], indptr [N + 1])`` tensors, ``ids`` indexing ``self.E``."""
         dev = self.E.device
         return (
-            torch.as_tensor(ids, device=dev),
+            torch.as_tensor(np.searchsorted(self.rows, docs.ids), device=dev),
             torch.as_tensor(docs.weights, device=dev).to(self.E.dtype),
-            torch.as_tensor(docs.lengths, device=dev),
+            torch.as_tensor(docs.indptr, device=dev),
         )
+
+    def padded(
+        self, ids: torch.Tensor, w: torch.Tensor, indptr: torch.Tensor, which: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Documents ``which [B]`` as padded ``(vectors [B, L, dim], weights [B, L])``; padding
+        has weight 0 (a mask for the batched solver)."""
+        start, length = indptr[which], indptr[which + 1] - indptr[which]
+        width = int(length.max())
+        pos = torch.arange(width, device=ids.device)
+        mask = pos[None, :] < length[:, None]
+        flat = torch.where(mask, start[:, None] + pos[None, :], 0)
+        return self.E[ids[flat]], torch.where(mask, w[flat], 0.0)
 
 
 class WMD:
@@ -158,23 +168,16 @@ class WMD:
         desc: str = "sinkhorn WMD",
     ) -> np.ndarray:
         """Sinkhorn WMD of the pairs ``(A[ia[t]], B[ib[t]])``, ``batch_size`` pairs per call."""
-        a_ids, a_w, a_len = table.local(A)
-        b_ids, b_w, b_len = table.local(B)
+        a = table.local(A)
+        b = table.local(B)
         out = np.empty(len(ia), dtype=np.float64)
         starts = range(0, len(ia), self.batch_size)
         for s in progress(starts, total=len(starts), desc=desc, unit="batch"):
             pa = torch.as_tensor(ia[s : s + self.batch_size], device=table.E.device)
             pb = torch.as_tensor(ib[s : s + self.batch_size], device=table.E.device)
-            la, lb = int(a_len[pa].max()), int(b_len[pb].max())
-            cost = wdist.sinkhorn(
-                table.E[a_ids[pa, :la]],
-                table.E[b_ids[pb, :lb]],
-                a_w[pa, :la],
-                b_w[pb, :lb],
-                p=1,
-                blur=self.blur,
-                debias=self.debias,
-            )
+            x, wx = table.padded(*a, pa)
+            y, wy = table.padded(*b, pb)
+            cost = wdist.sinkhorn(x, y, wx, wy, p=1, blur=self.blur, debias=self.debias)
             out[s : s + len(pa)] = cost.detach().cpu().numpy()
         return out
 
@@ -260,8 +263,9 @@ class WMD:
     ) -> np.ndarray:
         """Word centroid distance ``[Q, N]`` (a lower bound on WMD)."""
         (Q, C), table = self._prepare(("queries", queries), ("corpus", corpus))
-        q, c = table.local(Q), table.local(C)
-        return bounds.word_centroid_distance(table.E, q[0], q[1], c[0], c[1]).cpu().numpy()
+        return (
+            bounds.word_centroid_distance(table.E, *table.local(Q), *table.local(C)).cpu().numpy()
+        )
 
     def rwmd(
         self, queries: Sequence[DocLike] | Documents, corpus: Sequence[DocLike] | Documents
@@ -303,12 +307,11 @@ class WMD:
         dist = np.empty((len(Q), k))
         ind = np.empty((len(Q), k), dtype=np.int64)
         stats = {"exact": 0, "pruned_rwmd": 0, "skipped_wcd": 0}
-        q_ids, q_w, q_len = table.local(Q)
-        c_ids, c_w, c_len = table.local(C)
+        q, c = table.local(Q), table.local(C)
         wcd = rwmd = None
         if method == "prune":
-            wcd = bounds.word_centroid_distance(table.E, q_ids, q_w, c_ids, c_w).cpu().numpy()
-            rwmd = bounds.relaxed_wmd(table.E, q_ids, q_w, q_len, c_ids, c_w, c_len).cpu().numpy()
+            wcd = bounds.word_centroid_distance(table.E, *q, *c).cpu().numpy()
+            rwmd = bounds.relaxed_wmd(table.E, *q, *c).cpu().numpy()
         for qi in progress(range(len(Q)), total=len(Q), desc=f"{k}-NN WMD", unit="query"):
             if method == "brute":
                 d = np.array([self._exact(table, Q, qi, C, j) for j in range(len(C))])

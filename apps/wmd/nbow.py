@@ -20,36 +20,39 @@ from apps.wmd.text import as_tokens
 
 @dataclass
 class Documents:
-    """A batch of nBOW documents, padded to a common length ``L``.
-
-    ``ids``: ``[N, L]`` embedding rows (``-1`` marks padding); ``weights``: ``[N, L]`` float64
-    summing to 1 per non-empty row (0 on padding); ``lengths``: ``[N]`` distinct words per document;
+    """A batch of nBOW documents in a ragged (CSR) layout: document ``i`` holds the embedding rows
+    ``ids[indptr[i]:indptr[i + 1]]`` (distinct) with weights ``weights[...]`` (float64, summing to
+    1). No padding is stored, so one long document does not inflate a million short ones.
     ``n_tokens`` / ``n_oov``: ``[N]`` tokens after tokenisation / dropped as out-of-vocabulary.
     """
 
     ids: np.ndarray
     weights: np.ndarray
-    lengths: np.ndarray
+    indptr: np.ndarray
     n_tokens: np.ndarray
     n_oov: np.ndarray
 
     def __len__(self) -> int:
-        return int(self.ids.shape[0])
+        return int(self.indptr.shape[0] - 1)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Distinct in-vocabulary words per document: ``[N]``."""
+        return np.diff(self.indptr)
 
     def doc(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Document ``i`` as ``(ids [n_i], weights [n_i])`` without padding."""
-        n = int(self.lengths[i])
-        return self.ids[i, :n], self.weights[i, :n]
+        """Document ``i`` as ``(ids [n_i], weights [n_i])``."""
+        lo, hi = int(self.indptr[i]), int(self.indptr[i + 1])
+        return self.ids[lo:hi], self.weights[lo:hi]
 
     def subset(self, index: Sequence[int] | np.ndarray) -> Documents:
+        """The documents ``index`` (in that order) as a new :class:`Documents`."""
         index = np.asarray(index, dtype=np.int64)
-        width = max(int(self.lengths[index].max(initial=0)), 1)
+        lengths = self.lengths[index]
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        take = np.repeat(self.indptr[index] - indptr[:-1], lengths) + np.arange(indptr[-1])
         return Documents(
-            self.ids[index, :width],
-            self.weights[index, :width],
-            self.lengths[index],
-            self.n_tokens[index],
-            self.n_oov[index],
+            self.ids[take], self.weights[take], indptr, self.n_tokens[index], self.n_oov[index]
         )
 
     def check_not_empty(self, name: str) -> None:
@@ -98,7 +101,7 @@ def encode(
     stop_words: bool = True,
 ) -> Documents:
     """Turn raw texts (tokenised with :func:`apps.wmd.text.tokenize`) or token lists (used as
-    given) into padded nBOW :class:`Documents`."""
+    given) into nBOW :class:`Documents`."""
     if isinstance(docs, str):
         raise TypeError("docs must be a list of documents, got a single str")
     rows: list[np.ndarray] = []
@@ -117,17 +120,11 @@ def encode(
         wts.append(c / c.sum() if c.size else c)
         n_tokens.append(len(toks))
         n_oov.append(len(toks) - int(sum(counts.values())))
-    n = len(rows)
-    width = max((r.size for r in rows), default=0) or 1
-    ids = np.full((n, width), -1, dtype=np.int64)
-    weights = np.zeros((n, width), dtype=np.float64)
-    for i, (r, w) in enumerate(zip(rows, wts)):
-        ids[i, : r.size] = r
-        weights[i, : w.size] = w
+    lengths = np.array([r.size for r in rows], dtype=np.int64)
     return Documents(
-        ids,
-        weights,
-        np.array([r.size for r in rows], dtype=np.int64),
+        np.concatenate(rows) if rows else np.zeros(0, np.int64),
+        np.concatenate(wts) if wts else np.zeros(0),
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         np.array(n_tokens, dtype=np.int64),
         np.array(n_oov, dtype=np.int64),
     )
