@@ -89,9 +89,9 @@ def test_wcd_can_exceed_rwmd():
     assert rwmd < wcd <= wmd.distance(doc1, doc2) + 1e-12
 
 
-@pytest.mark.parametrize("k", [1, 5])
-def test_prefetch_and_prune_returns_brute_force_neighbours(emb, k):
-    wmd = WMD(emb)
+@pytest.mark.parametrize("k,dtype", [(1, torch.float64), (5, torch.float64), (5, torch.float32)])
+def test_prefetch_and_prune_returns_brute_force_neighbours(emb, k, dtype):
+    wmd = WMD(emb, dtype=dtype)
     queries = _docs(6, seed=4)
     corpus = _docs(60, seed=5) + [queries[0], queries[0]]  # exact ties at distance 0
     d_brute, i_brute = wmd.knn(queries, corpus, k=k, method="brute")

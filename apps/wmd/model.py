@@ -41,6 +41,14 @@ class _Table:
             norms = np.linalg.norm(vec, axis=1, keepdims=True)
             vec = vec / np.where(norms > 0, norms, 1.0).astype(np.float32)
         self.E = torch.as_tensor(vec, device=device).to(dtype)
+        self._cpu64: torch.Tensor | None = None
+
+    @property
+    def cpu64(self) -> torch.Tensor:
+        """``E`` as float64 on the CPU, where POT's exact solver runs (copied once)."""
+        if self._cpu64 is None:
+            self._cpu64 = self.E.detach().to("cpu", torch.float64)
+        return self._cpu64
 
     def local(self, docs: Documents) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(ids [nnz], weights [nnz], indptr [N + 1])`` tensors, ``ids`` indexing ``self.E``."""
@@ -152,9 +160,9 @@ class WMD:
     def _exact(self, table: _Table, A: Documents, i: int, B: Documents, j: int) -> float:
         ia, wa = A.doc(i)
         ib, wb = B.doc(j)
-        E = table.E if table.E.device.type == "cpu" else table.E.cpu()
-        x = E[torch.as_tensor(np.searchsorted(table.rows, ia))].double()
-        y = E[torch.as_tensor(np.searchsorted(table.rows, ib))].double()
+        E = table.cpu64
+        x = E[torch.as_tensor(np.searchsorted(table.rows, ia))]
+        y = E[torch.as_tensor(np.searchsorted(table.rows, ib))]
         cost = wdist.emd(x, y, torch.as_tensor(wa), torch.as_tensor(wb), p=1)
         return float(cost)
 
@@ -211,7 +219,7 @@ class WMD:
         with ``plan [n1, n2]`` the mass moved from ``words1[i]`` to ``words2[j]``."""
         (A, B), table = self._prepare(("doc1", [doc1]), ("doc2", [doc2]))
         (ia, wa), (ib, wb) = A.doc(0), B.doc(0)
-        E = table.E.cpu().double()
+        E = table.cpu64
         cost, plan = wdist.emd(
             E[torch.as_tensor(np.searchsorted(table.rows, ia))],
             E[torch.as_tensor(np.searchsorted(table.rows, ib))],
@@ -280,7 +288,7 @@ class WMD:
         corpus: Sequence[DocLike] | Documents,
         k: int = 10,
         method: str = "prune",
-        tol: float = 1e-7,
+        tol: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest corpus documents of every query: ``(distances [Q, k], indices [Q, k])``
         sorted by (distance, index).
@@ -289,7 +297,8 @@ class WMD:
         WCD order, compute exact WMD for the first ``k``, then skip a document whose RWMD exceeds
         the current k-th distance (and stop once WCD does); it returns exactly the neighbours of
         ``"brute"`` (exact WMD to every document). A bound prunes only when it exceeds the k-th
-        distance by more than ``tol * (1 + d_k)``, which absorbs floating-point error.
+        distance by more than ``tol * (1 + d_k)``, which absorbs floating-point error (default
+        ``1e-7`` when the bounds are computed in float64, ``1e-4`` in float32).
         ``"sinkhorn"`` ranks by batched Sinkhorn WMD (approximate). Counts of exact WMD
         evaluations and pruned documents are left in ``self.search_stats_``.
         """
@@ -307,11 +316,10 @@ class WMD:
         dist = np.empty((len(Q), k))
         ind = np.empty((len(Q), k), dtype=np.int64)
         stats = {"exact": 0, "pruned_rwmd": 0, "skipped_wcd": 0}
-        q, c = table.local(Q), table.local(C)
-        wcd = rwmd = None
-        if method == "prune":
-            wcd = bounds.word_centroid_distance(table.E, *q, *c).cpu().numpy()
-            rwmd = bounds.relaxed_wmd(table.E, *q, *c).cpu().numpy()
+        if tol is None:
+            tol = 1e-4 if self.dtype == torch.float32 else 1e-7
+        c = table.local(C)
+        block = max(1, (1 << 22) // len(C))  # queries whose bounds are held at once
         for qi in progress(range(len(Q)), total=len(Q), desc=f"{k}-NN WMD", unit="query"):
             if method == "brute":
                 d = np.array([self._exact(table, Q, qi, C, j) for j in range(len(C))])
@@ -319,15 +327,21 @@ class WMD:
                 top = np.lexsort((np.arange(len(C)), d))[:k]
                 dist[qi], ind[qi] = d[top], top
                 continue
-            visit = np.argsort(wcd[qi], kind="stable")
+            if qi % block == 0:
+                q = table.local(Q.subset(range(qi, min(qi + block, len(Q)))))
+                wcd = bounds.word_centroid_distance(table.E, *q, *c).cpu().numpy()
+                rwmd = bounds.relaxed_wmd(table.E, *q, *c).cpu().numpy()
+                wcd, rwmd = wcd.astype(np.float64), rwmd.astype(np.float64)
+            row = qi % block
+            visit = np.argsort(wcd[row], kind="stable")
             best: list[tuple[float, int]] = []
             for seen, j in enumerate(visit):
                 if len(best) == k:
                     bar = best[-1][0] + tol * (1.0 + best[-1][0])
-                    if wcd[qi, j] > bar:
+                    if wcd[row, j] > bar:
                         stats["skipped_wcd"] += len(C) - seen
                         break
-                    if rwmd[qi, j] > bar:
+                    if rwmd[row, j] > bar:
                         stats["pruned_rwmd"] += 1
                         continue
                 best.append((self._exact(table, Q, qi, C, int(j)), int(j)))
