@@ -4,19 +4,37 @@ trained on it once, cached under :func:`apps.wmd.embeddings.cache_dir`.
 - ``lee_background.cor``: 300 news articles (Lee et al. 2005), one per line;
 - ``lee.cor``: 50 more news articles;
 - ``pang_lee_polarity.cor``: 200 movie-review sentences labelled ``__label__pos`` or
-  ``__label__neg``.
+  ``__label__neg``;
+- ``mini_newsgroup``: 200 20-Newsgroups posts (``alt.atheism`` / ``sci.space``, 100 each), a
+  zlib-compressed pickle of a scikit-learn ``Bunch``, read with an allow-list unpickler.
 """
 
 from __future__ import annotations
 
+import copyreg
+import hashlib
+import io
+import json
+import pickle
 import re
+import zlib
 from pathlib import Path
+
+import numpy as np
 
 from apps.wmd.embeddings import Embeddings, cache_dir, load_embeddings
 from apps.wmd.text import tokenize
 
 # Word2vec settings for the cached model (kept here so that the cache key changes with them).
-W2V = {"vector_size": 100, "window": 5, "min_count": 2, "sg": 1, "epochs": 30, "seed": 0}
+W2V = {
+    "corpus": "lee+polarity+newsgroups",
+    "vector_size": 100,
+    "window": 5,
+    "min_count": 2,
+    "sg": 1,
+    "epochs": 30,
+    "seed": 0,
+}
 
 
 def _datapath(name: str) -> Path:
@@ -60,10 +78,48 @@ def polarity() -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+class _Bunch(dict):
+    def __setstate__(self, state: dict) -> None:
+        self.update(state)
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Only the few classes a pickled scikit-learn ``Bunch`` of strings and arrays needs."""
+
+    ALLOWED = {
+        ("copy_reg", "_reconstructor"): copyreg._reconstructor,
+        ("__builtin__", "dict"): dict,
+        ("__builtin__", "object"): object,
+        ("numpy.core.multiarray", "_reconstruct"): np.ndarray.__new__,
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("sklearn.datasets.base", "Bunch"): _Bunch,
+    }
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}") from None
+
+
+def mini_newsgroups() -> tuple[list[str], list[str]]:
+    """200 20-Newsgroups posts, ``(texts, labels)`` with labels "alt.atheism" / "sci.space".
+
+    The header block (which names the newsgroup) is removed from every post.
+    """
+    raw = zlib.decompress(_datapath("mini_newsgroup").read_bytes())
+    bunch = _SafeUnpickler(io.BytesIO(raw), encoding="latin-1").load()
+    names = list(bunch["target_names"])
+    texts = [post.split("\n\n", 1)[-1].strip() for post in bunch["data"]]
+    return texts, [names[int(t)] for t in np.asarray(bunch["target"])]
+
+
 def lee_word2vec(verbose: bool = False) -> Embeddings:
-    """Word2vec trained with gensim on the Lee articles and the polarity sentences (labels
-    stripped), cached as a memory-mapped :class:`Embeddings` after the first call (~10 s)."""
-    key = "-".join(f"{k}{v}" for k, v in W2V.items())
+    """Word2vec trained with gensim on the Lee articles, the polarity sentences and the
+    newsgroup posts (labels stripped), cached as a memory-mapped :class:`Embeddings` after the
+    first call (~15 s)."""
+    key = hashlib.sha1(json.dumps(W2V, sort_keys=True).encode()).hexdigest()[:12]
     target = cache_dir() / "wmd" / f"lee-word2vec-{key}"
     if (target / "vocab.txt").is_file():
         return load_embeddings(target)
@@ -73,8 +129,10 @@ def lee_word2vec(verbose: bool = False) -> Embeddings:
         raise ValueError("training the bundled word2vec model needs gensim") from err
     sentences = [tokenize(s, stop_words=False) for s in lee_sentences(min_words=1)]
     sentences += [tokenize(t, stop_words=False) for t in polarity()[0]]
+    sentences += [tokenize(t, stop_words=False) for t in mini_newsgroups()[0]]
     if verbose:
         print(f"training word2vec on {len(sentences)} sentences (once; cached in {target})")
-    model = Word2Vec(sentences, workers=1, **W2V)
+    params = {k: v for k, v in W2V.items() if k != "corpus"}
+    model = Word2Vec(sentences, workers=1, **params)
     Embeddings.from_keyedvectors(model.wv).save(target)
     return load_embeddings(target)
