@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import wdist
 
+import wdist
 from apps.runtime import progress, resolve_device
 from apps.wmd import bounds
 from apps.wmd.embeddings import Embeddings
@@ -42,6 +42,8 @@ class _Table:
             vec = vec / np.where(norms > 0, norms, 1.0).astype(np.float32)
         self.E = torch.as_tensor(vec, device=device).to(dtype)
         self._cpu64: torch.Tensor | None = None
+        # every word-to-word distance is at most twice the largest norm (Sinkhorn's ε schedule)
+        self.diameter = 2.0 * float(self.E.norm(dim=1).max()) if len(self.rows) else 1.0
 
     @property
     def cpu64(self) -> torch.Tensor:
@@ -185,7 +187,9 @@ class WMD:
             pb = torch.as_tensor(ib[s : s + self.batch_size], device=table.E.device)
             x, wx = table.padded(*a, pa)
             y, wy = table.padded(*b, pb)
-            cost = wdist.sinkhorn(x, y, wx, wy, p=1, blur=self.blur, debias=self.debias)
+            cost = wdist.sinkhorn(
+                x, y, wx, wy, p=1, blur=self.blur, debias=self.debias, diameter=table.diameter
+            )
             out[s : s + len(pa)] = cost.detach().cpu().numpy()
         return out
 
