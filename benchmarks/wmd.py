@@ -462,11 +462,20 @@ def plot(out: Path, res: dict) -> None:
             ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2, names)
             ax.set_ylabel("k-NN error %")
             ax.set_title("classification error (CV)")
-            ax.legend(fontsize=7)
+            ax.set_ylim(0, 75)
+            ax.legend(fontsize=7, loc="upper center")
             continue
-        ax.bar(names, vals, color=["tab:gray"] + ["tab:blue"] * (len(vals) - 1))
+        bars = ax.bar(names, vals, color=["tab:gray"] + ["tab:blue"] * (len(vals) - 1))
+        for bar, v in zip(bars, vals):
+            ax.annotate(
+                f"{v:.3g} s\n{vals[0] / v:.1f}x",
+                (bar.get_x() + bar.get_width() / 2, v),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+        ax.set_ylim(0, 1.25 * max(vals))
         ax.set_ylabel("seconds (lower is better)")
-        ax.set_yscale("log")
     fig.tight_layout()
     fig.savefig(out / "wmd_benchmark.png", dpi=120)
     plt.close(fig)
