@@ -185,3 +185,22 @@ def test_exact_wmd_equals_gensim_on_real_sentences():
     ours = WMD(emb).pairwise(docs)
     ref = np.array([[kv.wmdistance(a, b) for b in docs] for a in docs])
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-6)
+
+
+def test_idf_weighted_wmd_matches_pot_directly(emb):
+    import ot
+    from scipy.spatial.distance import cdist
+
+    corpus = _docs(20, seed=12, oov=False)
+    wmd = WMD(emb, idf=True, normalize=False).fit(corpus)
+    doc1, doc2 = corpus[0], corpus[1]
+    weights = []
+    for doc in (doc1, doc2):
+        words = sorted(set(doc))
+        counts = np.array([doc.count(w) for w in words], dtype=float)
+        idf = np.array([wmd.idf_[emb.index[w]] for w in words])
+        weights.append((words, counts * idf / (counts * idf).sum()))
+    (w1, a), (w2, b) = weights
+    vec = np.asarray(emb.vectors, dtype=np.float64)
+    M = cdist(vec[[emb.index[w] for w in w1]], vec[[emb.index[w] for w in w2]])
+    assert wmd.distance(doc1, doc2) == pytest.approx(ot.emd2(a, b, M), abs=1e-9)
