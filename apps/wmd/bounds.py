@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-_EUCLID = "donot_use_mm_for_euclid_dist"  # exact differences, so 0 stays 0 for equal vectors
+EUCLID = "donot_use_mm_for_euclid_dist"  # exact differences, so 0 stays 0 for equal vectors
 
 
 def segments(indptr: torch.Tensor) -> torch.Tensor:
@@ -50,7 +50,7 @@ def word_centroid_distance(
 ) -> torch.Tensor:
     """WCD between every query and every corpus document: ``[Q, N]``."""
     return torch.cdist(
-        centroids(E, q_ids, q_w, q_indptr), centroids(E, c_ids, c_w, c_indptr), compute_mode=_EUCLID
+        centroids(E, q_ids, q_w, q_indptr), centroids(E, c_ids, c_w, c_indptr), compute_mode=EUCLID
     )
 
 
@@ -77,7 +77,7 @@ def relaxed_wmd(
     for qi in range(len(bounds) - 1):
         rows = q_ids[bounds[qi] : bounds[qi + 1]]
         weights = q_w[bounds[qi] : bounds[qi + 1]]
-        D = torch.cdist(E[rows], E, compute_mode=_EUCLID)  # [Lq, U]
+        D = torch.cdist(E[rows], E, compute_mode=EUCLID)  # [Lq, U]
         # l1: every corpus word to its nearest query word
         l1 = E.new_zeros(n).index_add_(0, seg, c_w * D.min(0).values[c_ids])
         # l2: every query word to its nearest word of each corpus document

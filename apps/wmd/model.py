@@ -36,10 +36,10 @@ class _Table:
         dtype: torch.dtype,
     ) -> None:
         self.rows = np.unique(np.concatenate([d.ids for d in docs]))
-        vec = np.asarray(embeddings.vectors[self.rows], dtype=np.float32)
-        if normalize:  # in float32, exactly as gensim's get_vector(norm=True)
+        vec = np.asarray(embeddings.vectors[self.rows])
+        if normalize:  # in the vectors' own dtype, exactly as gensim's get_vector(norm=True)
             norms = np.linalg.norm(vec, axis=1, keepdims=True)
-            vec = vec / np.where(norms > 0, norms, 1.0).astype(np.float32)
+            vec = vec / np.where(norms > 0, norms, 1).astype(vec.dtype)
         self.E = torch.as_tensor(vec, device=device).to(dtype)
         self._cpu64: torch.Tensor | None = None
         # every word-to-word distance is at most twice the largest norm (Sinkhorn's ε schedule)
@@ -160,13 +160,17 @@ class WMD:
 
     # ---------------------------------------------------------------- exact and Sinkhorn WMD
     def _exact(self, table: _Table, A: Documents, i: int, B: Documents, j: int) -> float:
+        """Exact WMD of ``A[i]`` and ``B[j]``: ``wdist.emd(x, y, a, b, p=1)``, i.e. POT's network
+        simplex on the Euclidean cost matrix, which is formed here (exact differences, float64)
+        and handed to ``wdist.emd_from_cost``: the inputs are valid by construction, so the
+        per-pair input checks of ``wdist.emd`` are skipped in this hot loop."""
         ia, wa = A.doc(i)
         ib, wb = B.doc(j)
         E = table.cpu64
         x = E[torch.as_tensor(np.searchsorted(table.rows, ia))]
         y = E[torch.as_tensor(np.searchsorted(table.rows, ib))]
-        cost = wdist.emd(x, y, torch.as_tensor(wa), torch.as_tensor(wb), p=1)
-        return float(cost)
+        cost = torch.cdist(x, y, compute_mode=bounds.EUCLID)
+        return float(wdist.emd_from_cost(torch.as_tensor(wa), torch.as_tensor(wb), cost))
 
     def _sinkhorn(
         self,
