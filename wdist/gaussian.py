@@ -83,7 +83,13 @@ def gaussian_w2(mean1: Any, cov1: Any, mean2: Any, cov2: Any) -> torch.Tensor:
     trace = torch.diagonal(c1, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(c2, dim1=-2, dim2=-1).sum(
         -1
     )
-    cross = _BuresCross.apply(c1, c2)
+    try:
+        cross = _BuresCross.apply(c1, c2)
+    except torch.linalg.LinAlgError as err:
+        raise ValueError(
+            "cov1/cov2: the eigendecomposition failed; the covariances are too ill-conditioned "
+            f"or too large for {c1.dtype} (rescale the inputs)"
+        ) from err
     return ((m1 - m2) ** 2).sum(-1) + (trace - 2 * cross).clamp_min(0)
 
 
@@ -102,7 +108,10 @@ def frechet_distance(feats1: Any, feats2: Any) -> torch.Tensor:
     for name, f in (("feats1", f1), ("feats2", f2)):
         if f.shape[0] < 2:
             raise ValueError(f"{name} needs at least 2 samples to fit a covariance")
-    mu1, mu2 = f1.mean(0), f2.mean(0)
-    return gaussian_w2(
-        mu1, torch.cov(f1.T).reshape(len(mu1), -1), mu2, torch.cov(f2.T).reshape(len(mu2), -1)
-    )
+    stats = []
+    for name, f in (("feats1", f1), ("feats2", f2)):
+        mean, cov = f.mean(0), torch.cov(f.T).reshape(f.shape[1], f.shape[1])
+        if not bool(torch.isfinite(cov).all()):
+            raise ValueError(f"{name}: its covariance overflows {f.dtype}; rescale the features")
+        stats += [mean, cov]
+    return gaussian_w2(*stats)
