@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from wdist._checks import as_tensor, check_p, check_weights
@@ -17,6 +18,16 @@ def _prepare(values: Any, weights: Any, name: str, like: torch.Tensor | None):
     if weights is not None:
         w = check_weights(weights, name.replace("values", "weights"), v.shape, like=v)
     return v, w
+
+
+def _sorted(t: torch.Tensor) -> torch.Tensor:
+    """Values sorted along the last dim; numpy's sort is about 2x torch's on CPU, so use it when
+    no gradient is needed."""
+    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and not (
+        t.requires_grad and torch.is_grad_enabled()
+    ):
+        return torch.from_numpy(np.sort(t.detach().numpy(), axis=-1))
+    return t.sort(-1).values
 
 
 def quantile_function(
@@ -72,7 +83,7 @@ def wasserstein_1d(
 
     if uw is None and vw is None and n == m:
         # Equal uniform masses: the optimal plan matches order statistics.
-        diff = u.sort(-1).values - v.sort(-1).values
+        diff = _sorted(u) - _sorted(v)
         return diff.abs().pow(p).mean(-1)
 
     u_sorted, u_idx = u.sort(-1)

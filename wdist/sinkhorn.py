@@ -15,6 +15,7 @@ step at the final ε carries the gradient to ``x``, ``y``, ``a`` and ``b``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -53,9 +54,121 @@ def _dense_softmin(cost: torch.Tensor) -> Softmin:
     """``f_i = -eps log sum_j exp(h_j - C_ij / eps)`` for a stored ``C [B, n, m]``."""
 
     def softmin(eps: float, h: torch.Tensor) -> torch.Tensor:
-        return -eps * torch.logsumexp(h.unsqueeze(-2) - cost / eps, dim=-1)
+        return -eps * torch.logsumexp(torch.add(h.unsqueeze(-2), cost, alpha=-1 / eps), dim=-1)
 
     return softmin
+
+
+def _kernel_polish(
+    cost: torch.Tensor,
+    f: torch.Tensor,
+    g: torch.Tensor | None,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    eps: float,
+    damping: float,
+    tol: float,
+    max_iter: int,
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """Sinkhorn at a fixed ε in kernel form with absorbed potentials (Schmitzer 2019).
+
+    With ``K_ij = exp((f_i + g_j - C_ij) / eps)`` built once from the log-domain potentials, an
+    iteration is two mat-vecs on the scalings ``f = f0 + eps lu``, ``g = g0 + eps lv`` instead of
+    two log-sum-exps over ``C``; the scalings are absorbed into ``f0, g0`` (one ``exp``) when they
+    grow. ``g=None`` solves the symmetric problem ``OT(a, a)`` with averaged updates.
+    Stops when the potentials move less than ``tol * eps``. Returns None when the kernel is not
+    representable (costs so large against ε that ``exp`` over- or underflows): the caller then
+    stays in the log domain.
+    """
+    sym = g is None
+    f0, g0 = f, (f if sym else g)
+    kern = torch.exp((f0.unsqueeze(-1) + g0.unsqueeze(-2) - cost) / eps)
+    lu, lv = torch.zeros_like(f0), torch.zeros_like(g0)
+    for it in range(max_iter):
+        s = (kern @ (b * lv.exp()).unsqueeze(-1)).squeeze(-1)
+        lu_new = torch.where(a > 0, (damping - 1) * f0 / eps - damping * s.log(), 0)
+        if sym:
+            lu_new = 0.5 * (lu + lu_new)
+            moved, lu, lv = (lu_new - lu).abs().max(), lu_new, lu_new
+        else:
+            t = (kern.transpose(-1, -2) @ (a * lu_new.exp()).unsqueeze(-1)).squeeze(-1)
+            lv_new = torch.where(b > 0, (damping - 1) * g0 / eps - damping * t.log(), 0)
+            moved = torch.maximum((lu_new - lu).abs().max(), (lv_new - lv).abs().max())
+            lu, lv = lu_new, lv_new
+        if it % 5 == 0:
+            big, moved = torch.stack([lu.abs().max(), lv.abs().max()]).max().item(), moved.item()
+            if not math.isfinite(big):
+                return None
+            if moved < tol:
+                break
+            if big > 30:  # absorb the scalings before exp(lu) over- or underflows
+                f0, g0 = f0 + eps * lu, (f0 + eps * lu) if sym else g0 + eps * lv
+                kern = torch.exp((f0.unsqueeze(-1) + g0.unsqueeze(-2) - cost) / eps)
+                lu, lv = torch.zeros_like(f0), torch.zeros_like(g0)
+    return f0 + eps * lu, None if sym else g0 + eps * lv
+
+
+# Devices on which the online soft-min runs through ``torch.compile``: inductor turns the
+# broadcast expressions below into fused reductions that recompute ``C_ij`` on the fly instead of
+# writing a ``[B, chunk, m]`` cost block to memory (the eager path is memory-bound on GPUs).
+# Tests add "cpu" to check the compiled path against the eager one.
+_COMPILE_DEVICES = {"cuda"}
+_fused: dict[str, Any] = {}  # "kernels": the compiled pair, "failed": set after a failure
+
+
+def _broadcast_cost(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
+    sq = ((x.unsqueeze(-2) - y.unsqueeze(-3)) ** 2).sum(-1)
+    if p == 2:
+        return sq
+    dist = sq.sqrt()
+    return dist if p == 1 else dist.pow(p)
+
+
+def _lse_kernel(x, y, h, inv_eps, p: float):
+    """``log sum_j exp(h_j - C_ij / eps)`` for a row block of ``x``."""
+    return torch.logsumexp(h.unsqueeze(-2) - _broadcast_cost(x, y, p) * inv_eps, dim=-1)
+
+
+def _lse_grad_kernel(x, y, h, f, grad, inv_eps, p: float):
+    """Row block's share of the soft-min's gradients w.r.t. ``x``, ``y`` and ``-h / eps``."""
+    c = _broadcast_cost(x, y, p)
+    w = torch.exp(h.unsqueeze(-2) + (f.unsqueeze(-1) - c) * inv_eps) * grad.unsqueeze(-1)
+    if p == 2:
+        k = 2 * w
+    else:
+        dist = c.pow(1 / p) if p != 1 else c
+        k = torch.where(dist > 0, p * w * dist.clamp_min(1e-30).pow(p - 2), 0)
+    gx = x * k.sum(-1, keepdim=True) - k @ y
+    gy = y * k.sum(-2).unsqueeze(-1) - k.transpose(-1, -2) @ x
+    return gx, gy, w.sum(-2)
+
+
+def _fused_kernels(device: torch.device) -> tuple[Callable, Callable] | None:
+    """The compiled (forward, backward) kernels for ``device``, or None to use the eager code."""
+    if device.type not in _COMPILE_DEVICES or _fused.get("failed"):
+        return None
+    if "kernels" not in _fused:
+        _fused["kernels"] = (torch.compile(_lse_kernel), torch.compile(_lse_grad_kernel))
+    return _fused["kernels"]
+
+
+def _dynamic_points(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Mark the point-count dim (last but one, last for potentials) dynamic and keep ``d``
+    static, so one compiled kernel serves every ``n``, ``m`` and chunk (a static ``d`` lets
+    inductor unroll the coordinate sum into the reduction over ``j``)."""
+    for t in tensors:
+        torch._dynamo.maybe_mark_dynamic(t, t.dim() - (2 if t.dim() == 3 else 1))
+    return tensors
+
+
+def _disable_fused(err: Exception) -> None:
+    _fused["failed"] = True
+    warnings.warn(
+        f"torch.compile of the online soft-min failed ({type(err).__name__}: {err}); "
+        "using the eager implementation",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 class _OnlineSoftmin(torch.autograd.Function):
@@ -64,9 +177,20 @@ class _OnlineSoftmin(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, h, eps: float, p: float, chunk: int):
         out = torch.empty(x.shape[:-1], dtype=x.dtype, device=x.device)
-        for s in range(0, x.shape[-2], chunk):
-            c = cost_matrix(x[..., s : s + chunk, :], y, p)
-            out[..., s : s + chunk] = -eps * torch.logsumexp(h.unsqueeze(-2) - c / eps, dim=-1)
+        kernels = _fused_kernels(x.device)
+        if kernels is not None:
+            inv_eps = torch.tensor(1 / eps, dtype=x.dtype, device=x.device)
+            try:
+                for s in range(0, x.shape[-2], chunk):
+                    lse = kernels[0](*_dynamic_points(x[..., s : s + chunk, :], y, h), inv_eps, p)
+                    out[..., s : s + chunk] = -eps * lse
+            except Exception as err:  # noqa: BLE001 - any compiler failure: use the eager path
+                _disable_fused(err)
+                kernels = None
+        if kernels is None:
+            for s in range(0, x.shape[-2], chunk):
+                c = cost_matrix(x[..., s : s + chunk, :], y, p)
+                out[..., s : s + chunk] = -eps * torch.logsumexp(h.unsqueeze(-2) - c / eps, dim=-1)
         ctx.save_for_backward(x, y, h, out)
         ctx.eps, ctx.p, ctx.chunk = eps, p, chunk
         return out
@@ -79,6 +203,31 @@ class _OnlineSoftmin(torch.autograd.Function):
         gx = torch.zeros_like(x) if need_x else None
         gy = torch.zeros_like(y) if need_y else None
         gh = torch.zeros_like(h) if need_h else None
+        kernels = _fused_kernels(x.device)
+        if kernels is not None:
+            inv_eps = torch.tensor(1 / eps, dtype=x.dtype, device=x.device)
+            try:
+                gx_f, gy_f, gh_f = torch.zeros_like(x), torch.zeros_like(y), torch.zeros_like(h)
+                for s in range(0, x.shape[-2], chunk):
+                    sl = slice(s, s + chunk)
+                    gx_c, gy_c, gh_c = kernels[1](
+                        *_dynamic_points(x[..., sl, :], y, h, out[..., sl], grad[..., sl]),
+                        inv_eps,
+                        p,
+                    )
+                    gx_f[..., sl, :] = gx_c
+                    gy_f += gy_c
+                    gh_f -= eps * gh_c
+                return (
+                    gx_f if need_x else None,
+                    gy_f if need_y else None,
+                    gh_f if need_h else None,
+                    None,
+                    None,
+                    None,
+                )
+            except Exception as err:  # noqa: BLE001 - any compiler failure: use the eager path
+                _disable_fused(err)
         for s in range(0, x.shape[-2], chunk):
             xc = x[..., s : s + chunk, :]
             c = cost_matrix(xc, y, p)
@@ -129,7 +278,7 @@ def sinkhorn(
     reach: float | None = None,
     diameter: float | None = None,
     tol: float | None = 1e-3,
-    max_iter: int = 100,
+    max_iter: int | None = None,
     backend: str = "auto",
     return_plan: bool = False,
     return_potentials: bool = False,
@@ -165,7 +314,8 @@ def sinkhorn(
         tol: after the ε schedule, keep iterating at the final ε until the potentials move less
             than ``tol * ε`` (a relative marginal error of about ``tol``); None stops right after
             the schedule (GeomLoss's behaviour: fast, accurate value, less accurate plan).
-        max_iter: cap on those extra iterations.
+        max_iter: cap on those extra iterations (default 1000 for the dense strategy, where one
+            is two mat-vecs, and 100 for the online one, where one is two log-sum-exps).
         backend: ``"dense"``, ``"online"`` (O(n + m) memory) or ``"auto"``.
         return_plan: also return the plan
             :math:`P_{ij} = a_i b_j e^{(f_i + g_j - C_{ij})/\varepsilon}` of
@@ -204,8 +354,10 @@ def sinkhorn(
 
     if backend == "auto":
         elems = bsz * (n * m + (n * n + m * m if debias else 0))
-        limit = 2**28 if x.device.type == "cuda" else 2**26
+        limit = 2**28  # elements of stored cost matrices: 1 GB in float32
         backend = "dense" if elems <= limit else "online"
+    if max_iter is None:
+        max_iter = 1000 if backend == "dense" else 100
     if return_plan and backend == "online":
         raise ValueError(
             "return_plan needs backend='dense'; the online backend never stores the "
@@ -226,8 +378,8 @@ def sinkhorn(
             c_xy = cost_matrix(x, y, p)
             sm_xy, sm_yx = _dense_softmin(c_xy), _dense_softmin(c_xy.transpose(-1, -2))
             if debias:
-                sm_xx = _dense_softmin(cost_matrix(x, x, p))
-                sm_yy = _dense_softmin(cost_matrix(y, y, p))
+                c_xx, c_yy = cost_matrix(x, x, p), cost_matrix(y, y, p)
+                sm_xx, sm_yy = _dense_softmin(c_xx), _dense_softmin(c_yy)
     else:
         chunk = _chunk_size(bsz, max(n, m), x.device)
         xd, yd = x.detach(), y.detach()
@@ -252,8 +404,21 @@ def sinkhorn(
             if debias:
                 f_aa = 0.5 * (f_aa + k * sm_xx(eps, a_log + f_aa / eps))
                 g_bb = 0.5 * (g_bb + k * sm_yy(eps, b_log + g_bb / eps))
-        # Then alternating updates at the final ε until the potentials settle.
-        for it in range(max_iter if tol is not None else 0):
+        # Then iterate at the final ε until the potentials settle: mat-vecs when C is stored,
+        # log-sum-exps otherwise. The cross and the two symmetric problems are independent.
+        polished = None
+        if backend == "dense" and tol is not None:
+            polished = [_kernel_polish(c_xy, f_ba, g_ab, a, b, eps, k, tol, max_iter)]
+            if debias:
+                polished.append(_kernel_polish(c_xx, f_aa, None, a, a, eps, k, tol, max_iter))
+                polished.append(_kernel_polish(c_yy, g_bb, None, b, b, eps, k, tol, max_iter))
+            if all(r is not None for r in polished):
+                (f_ba, g_ab) = polished[0]
+                if debias:
+                    f_aa, g_bb = polished[1][0], polished[2][0]
+            else:
+                polished = None
+        for it in range(max_iter if tol is not None and polished is None else 0):
             f_old, g_old = f_ba, g_ab
             f_ba = k * sm_xy(eps, b_log + g_ab / eps)
             g_ab = k * sm_yx(eps, a_log + f_ba / eps)
@@ -269,7 +434,7 @@ def sinkhorn(
     # Last extrapolation with autograd on: the envelope theorem gives the gradients.
     eps, k = eps_list[-1], damp(eps_list[-1])
     if backend == "dense":
-        del sm_xy, sm_yx  # free the loop's matrices before building live ones
+        del sm_xy, sm_yx, c_xy  # free the loop's matrices before building live ones
         c_xy = cost_matrix(x, y.detach(), p)
         sm_xy, sm_yx = _dense_softmin(c_xy), _dense_softmin(cost_matrix(y, x.detach(), p))
         if debias:

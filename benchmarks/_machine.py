@@ -1,0 +1,60 @@
+"""Machine and library versions for benchmark reports (CPU model, GPU name, versions, command)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shlex
+import sys
+
+import torch
+
+_PACKAGES = ("torch", "numpy", "scipy", "pot", "geomloss", "pykeops")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions(packages: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
+    """Installed version of each distribution (``"not installed"`` when missing)."""
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def machine_info(device: str = "cpu") -> dict[str, object]:
+    """CPU model, cores, torch threads, GPU name (``device`` CUDA), versions and command."""
+    info: dict[str, object] = {
+        "cpu": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        "versions": versions(),
+        "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
+    }
+    return info
+
+
+def markdown_header(info: dict[str, object]) -> str:
+    """A few markdown lines describing ``machine_info``'s result."""
+    vers = ", ".join(f"{k} {v}" for k, v in info["versions"].items())  # type: ignore[union-attr]
+    lines = [
+        f"- CPU: {info['cpu']} ({info['cpu_cores']} cores), torch threads: {info['torch_threads']}",
+    ]
+    if info.get("gpu"):
+        lines.append(f"- GPU: {info['gpu']}")
+    lines += [f"- versions: {vers}", f"- command: `{info['command']}`"]
+    return "\n".join(lines)
