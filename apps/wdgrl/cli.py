@@ -28,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", help="source feature file (.npz/.csv) for task 'files'")
     p.add_argument("--target", help="target feature file (.npz/.csv) for task 'files'")
     p.add_argument("--out", default="results/wdgrl", help="output folder (default results/wdgrl)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (default 1: fastest for these small networks)")
     p.add_argument("--resume", action="store_true",
                    help="continue interrupted runs from their last epoch checkpoint")
     add_device_arg(p)
@@ -35,7 +37,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
+    import torch
+
     from apps.wdgrl.report import run_bench, run_one
+
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
 
     if args.mode == "bench":
         run_bench(args.out, args.device, seeds=args.seeds, epochs=args.epochs,

@@ -171,6 +171,8 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             if device.type == "cuda" and ck.get("cuda_rng") is not None:
                 torch.cuda.set_rng_state(ck["cuda_rng"], device)
             self.history_, best, start = ck["history"], ck["best"], ck["epoch"]
+            if ck["stopped"]:  # early-stopped: nothing left to train
+                start = self.epochs
         logger = CSVLogger(log_csv, resume=resume and start > 0) if log_csv else None
 
         steps = math.ceil(len(xs) / self.batch_size)
@@ -199,6 +201,7 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
                         "cuda_rng": torch.cuda.get_rng_state(device)
                         if device.type == "cuda" else None,
                         "history": self.history_, "best": best, "epoch": epoch + 1,
+                        "stopped": stop,
                         "params": self.get_params(),
                     }, checkpoint)
                 if stop:
