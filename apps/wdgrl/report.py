@@ -118,7 +118,7 @@ def write_report(rows: list[dict[str, Any]], out: Path, name: str, command: str)
     if checks:
         lines += ["", "WDGRL critic's final W1 estimate vs the exact W1 (`wdist.emd`) on the same "
                   "features (500 source + 500 target samples). *as trained*: the training "
-                  "critic; *refit*: that critic trained 2000 more full-batch steps on these "
+                  "critic; *refit*: that critic trained 500 more full-batch steps on these "
                   "frozen features; *emd floor*: emd between two halves of the source features "
                   "(finite-sample part of the empirical W1).", "",
                   "| task | seed | critic W1 as trained (rel. err) | critic W1 refit (rel. err) "
