@@ -36,8 +36,10 @@ def test_wdgrl_beats_source_only_on_50_degree_moons():
             if m == "wdgrl":
                 w1 = [r["w1"] for r in est.history_]
                 assert np.mean(w1[-3:]) < 0.8 * np.mean(w1[:2])  # the critic's W1 falls
-                check = w1_check(est, task, 400, seed)
-                assert check["emd_w1"] > 0 and np.isfinite(check["critic_w1"])
+                if seed == 0:  # the dual estimate is below the exact W1, and not far below
+                    c = w1_check(est, task, 300, seed, refit_steps=100)
+                    assert 0.5 * c["emd_w1"] < c["refit_w1"] < 1.05 * c["emd_w1"], c
+                    assert c["emd_floor"] < c["emd_w1"]
     gain = np.array(acc["wdgrl"]) - np.array(acc["source_only"])
     assert gain.min() > 0.1, acc
 
