@@ -166,10 +166,10 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             self.head_.load_state_dict(ck["head"])
             self.aligner_.load_state_dict(ck["aligner"])
             opt.load_state_dict(ck["optimizer"])
-            gen.set_state(ck["generator"])
-            torch.set_rng_state(ck["torch_rng"])
+            gen.set_state(ck["generator"].cpu())
+            torch.set_rng_state(ck["torch_rng"].cpu())
             if device.type == "cuda" and ck.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(ck["cuda_rng"], device)
+                torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
             self.history_, best, start = ck["history"], ck["best"], ck["epoch"]
             if ck["stopped"]:  # early-stopped: nothing left to train
                 start = self.epochs
