@@ -74,3 +74,21 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_text("task: moons\nlearning_rate: 0.1\n")
     assert main(["wdgrl", "--config", str(bad)]) == 2
     assert "unknown config key(s) ['learning_rate']" in capsys.readouterr().err
+
+
+def test_cli_on_user_feature_files(tmp_path):
+    rng = np.random.default_rng(0)
+    Xs = rng.normal(size=(60, 5))
+    ys = (Xs[:, 0] > 0).astype(int)
+    Xt = rng.normal(size=(40, 5)) + 0.5
+    np.savez(tmp_path / "src.npz", X=Xs, y=ys)
+    lines = ["a,b,c,d,e,label"] + [",".join(map(str, r)) + f",{int(r[0] > 0.5)}" for r in Xt]
+    (tmp_path / "tgt.csv").write_text("\n".join(lines))
+    out = tmp_path / "out"
+    assert main(["wdgrl", "--config", "configs/wdgrl/files.yaml", "--source",
+                 str(tmp_path / "src.npz"), "--target", str(tmp_path / "tgt.csv"), "--epochs",
+                 "1", "--seeds", "1", "--methods", "source_only", "wdgrl", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    res = json.loads((out / "tgt.json").read_text())["tasks"][0]
+    assert res["summary"].startswith("tgt: source (60, 5), target adapt (20, 5)")
+    assert 0 <= res["methods"]["wdgrl"]["mean"] <= 1

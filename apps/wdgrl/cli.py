@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "CORAL, target-supervised) on one task; or `wdist wdgrl bench` for every task.",
     )
     p.add_argument("mode", nargs="?", choices=["run", "bench"], default="run",
-                   help="run (default): one config; bench: every config in configs/wdgrl/")
+                   help="run (default): one config; bench: every benchmark task "
+                   "(the configs in configs/wdgrl/ except files.yaml)")
     p.add_argument("--config", help="YAML experiment file (configs/wdgrl/*.yaml)")
     p.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
     p.add_argument("--epochs", type=int, help="epochs per run (overrides the config)")

@@ -63,7 +63,11 @@ class WDGRLConfig:
 
     @property
     def name(self) -> str:
-        return f"moons{self.angle:g}" if self.task == "moons" else self.task
+        if self.task == "moons":
+            return f"moons{self.angle:g}"
+        if self.task == "files" and self.target_path:
+            return Path(self.target_path).stem
+        return self.task
 
     def estimator(self, method: str, seed: int, device: str | torch.device) -> WDGRLClassifier:
         keys = [f.name for f in dataclasses.fields(WDGRLConfig)]
