@@ -1,6 +1,6 @@
 """Training speed (epoch time) of WDGRL and the baselines vs skada's DANN, same data, same process.
 
-    python benchmarks/wdgrl.py [--device cpu|cuda|auto] [--epochs 4] [--repeats 3]
+    python benchmarks/wdgrl.py [--device cpu|cuda|auto] [--epochs 4] [--repeats 3] [--tasks ...]
 
 Task: MNIST -> scikit-learn digits (MLP [500, 100], batches 32+32, the configs' setting) and
 MNIST -> MNIST-M (the small CNN). One "epoch" = one pass over the source training set.
@@ -66,12 +66,13 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     ap.add_argument("--out", default=str(ROOT / "results" / "wdgrl"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     rows = []
-    for name in TASKS:
+    for name in args.tasks:
         cfg = load_config(WDGRLConfig, ROOT / "configs" / "wdgrl" / f"{name}.yaml")
         task = build_task(cfg)
         times: dict[str, list[float]] = {}
