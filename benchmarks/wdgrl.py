@@ -31,7 +31,9 @@ TASKS = ("mnist_digits", "mnist_mnistm")
 METHODS = ("source_only", "wdgrl", "dann", "coral")
 
 
-def ours(cfg: WDGRLConfig, task, method: str, device: torch.device, epochs: int) -> list[float]:
+def our_times(
+    cfg: WDGRLConfig, task, method: str, device: torch.device, epochs: int
+) -> list[float]:
     cfg.epochs = epochs
     est = cfg.estimator(method, 0, device).fit(task.Xs, task.ys, task.Xt)
     if device.type == "cuda":
@@ -40,7 +42,9 @@ def ours(cfg: WDGRLConfig, task, method: str, device: torch.device, epochs: int)
     return [1000 * row["seconds"] / n_train for row in est.history_[1:]]
 
 
-def skada(cfg: WDGRLConfig, task, device: torch.device, epochs: int) -> list[float] | None:
+def skada_times(
+    cfg: WDGRLConfig, task, device: torch.device, epochs: int
+) -> list[float] | None:
     try:
         from apps.wdgrl.peer import skada_dann
     except ImportError:
@@ -78,9 +82,9 @@ def main() -> int:
         times: dict[str, list[float]] = {}
         for method in METHODS:
             times[method] = [t for _ in range(args.repeats)
-                             for t in ours(cfg, task, method, device, args.epochs)]
+                             for t in our_times(cfg, task, method, device, args.epochs)]
         if cfg.network == "mlp":
-            peer = [skada(cfg, task, device, args.epochs) for _ in range(args.repeats)]
+            peer = [skada_times(cfg, task, device, args.epochs) for _ in range(args.repeats)]
             if all(p is not None for p in peer):
                 times["skada_dann"] = [t for p in peer for t in p]
         med = {m: statistics.median(v) for m, v in times.items()}
