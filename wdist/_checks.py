@@ -110,6 +110,29 @@ def check_p(p: float) -> float:
     return float(p)
 
 
+def check_cost_range(
+    diameter: float, p: float, dtype: torch.dtype, limit: float | None = None
+) -> None:
+    """The largest ground cost ``diameter^p`` must stay below ``limit`` (default: a quarter of
+    ``dtype``'s largest number)."""
+    try:
+        big = diameter**p
+    except OverflowError:
+        big = math.inf
+    if not math.isfinite(big) or big > (limit or torch.finfo(dtype).max / 4):
+        raise ValueError(
+            f"the ground cost |x - y|^p overflows {dtype} (point spread {diameter:.3g}, p={p}): "
+            "rescale x and y"
+        )
+
+
+def point_spread(*clouds: torch.Tensor) -> float:
+    """Diagonal of the bounding box of all the points (an upper bound on their distances)."""
+    with torch.no_grad():
+        pts = torch.cat([c.reshape(-1, c.shape[-1]) for c in clouds])
+        return float((pts.amax(0).double() - pts.amin(0).double()).norm())
+
+
 def check_positive(value: Any, name: str, allow_none: bool = False) -> Any:
     if value is None and allow_none:
         return None

@@ -130,7 +130,7 @@ _DEFAULT_OPTIM: dict[str, Callable[[Iterable[nn.Parameter]], torch.optim.Optimiz
     "clip": lambda ps: torch.optim.RMSprop(ps, lr=5e-5),
     # Gulrajani et al. 2017, Algorithm 1: Adam, alpha = 1e-4, beta1 = 0, beta2 = 0.9.
     "gp": lambda ps: torch.optim.Adam(ps, lr=1e-4, betas=(0.0, 0.9)),
-    # Miyato et al. 2018, setting (C), n_dis = 5: Adam, alpha = 2e-4, beta1 = 0.5, beta2 = 0.999.
+    # Miyato et al. 2018, Table 1, setting C: Adam 2e-4, beta1 = 0.5, beta2 = 0.999, n_dis = 1.
     "sn": lambda ps: torch.optim.Adam(ps, lr=2e-4, betas=(0.5, 0.999)),
 }
 

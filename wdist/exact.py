@@ -6,10 +6,17 @@ import warnings
 from typing import Any
 
 import numpy as np
-import ot
 import torch
 
-from wdist._checks import as_tensor, check_p, check_points, check_same_dim, check_weights
+from wdist._checks import (
+    as_tensor,
+    check_cost_range,
+    check_p,
+    check_points,
+    check_same_dim,
+    check_weights,
+    point_spread,
+)
 from wdist._cost import cost_matrix
 
 
@@ -32,6 +39,8 @@ def emd_from_cost(
     (through the fixed optimal plan) and w.r.t. ``a``, ``b`` (through the centred dual
     potentials), as in ``ot.emd2``. Raises ``RuntimeError`` if the solver stops before optimality.
     """
+    import ot  # POT is only needed here; keep `import wdist` light
+
     n, m = cost.shape
     cap = num_iter_max or _default_iter_cap(n, m)
     a64 = a.detach().to("cpu", torch.float64).numpy()
@@ -89,4 +98,6 @@ def emd(
     check_same_dim(x, y)
     a = check_weights(a, "a", x.shape[:1], like=x)
     b = check_weights(b, "b", y.shape[:1], like=x)
+    # POT's network simplex multiplies costs internally: keep them well below sqrt(float max)
+    check_cost_range(point_spread(x, y), p, x.dtype, limit=min(1e100, torch.finfo(x.dtype).max / 4))
     return emd_from_cost(a, b, cost_matrix(x, y, p), num_iter_max, return_plan)

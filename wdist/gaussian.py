@@ -75,7 +75,8 @@ def gaussian_w2(mean1: Any, cov1: Any, mean2: Any, cov2: Any) -> torch.Tensor:
     for name, c in (("cov1", c1), ("cov2", c2)):
         if c.shape != (*m1.shape, d):
             raise ValueError(f"{name} must have shape {[*m1.shape, d]}, got {list(c.shape)}")
-        if not torch.allclose(c, c.transpose(-1, -2), rtol=1e-5, atol=1e-6 * float(c.abs().max())):
+        cd = c.detach()
+        if not torch.allclose(cd, cd.mT, rtol=1e-5, atol=1e-6 * float(cd.abs().max())):
             raise ValueError(f"{name} must be symmetric")
     c1 = 0.5 * (c1 + c1.transpose(-1, -2))
     c2 = 0.5 * (c2 + c2.transpose(-1, -2))

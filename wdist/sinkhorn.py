@@ -22,11 +22,13 @@ import torch
 
 from wdist._checks import (
     as_tensor,
+    check_cost_range,
     check_p,
     check_points,
     check_positive,
     check_same_dim,
     check_weights,
+    point_spread,
 )
 from wdist._cost import cost_matrix
 
@@ -210,10 +212,10 @@ def sinkhorn(
             "n x m plan (use return_potentials=True instead)"
         )
 
+    spread = point_spread(x, y)
+    check_cost_range(spread, p, x.dtype)
     if diameter is None:
-        with torch.no_grad():
-            pts = torch.cat([x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])])
-            diameter = float((pts.amax(0) - pts.amin(0)).norm()) or blur
+        diameter = spread or blur
     eps_list = epsilon_schedule(p, float(diameter), float(blur), float(scaling))
     rho = None if reach is None else reach**p
 

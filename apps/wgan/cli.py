@@ -1,0 +1,124 @@
+"""``wdist wgan {train,sample,eval,results}``: argparse only at import time (fast ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from apps.runtime import add_device_arg
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "wgan", help="WGAN generator: weight clipping, gradient penalty or spectral norm",
+        description="Train and evaluate Wasserstein GANs on the wdist critic.",
+    )
+    sub = parser.add_subparsers(dest="wgan_command", metavar="SUBCOMMAND", required=True)
+
+    train = sub.add_parser("train", help="train a generator (CSV log, samples, checkpoints)")
+    train.add_argument("--config", type=Path, help="YAML config (configs/wgan/*.yaml)")
+    train.add_argument("--lipschitz", choices=("clip", "gp", "sn"), help="Lipschitz method")
+    train.add_argument("--data", help="toy set, mnist, digits, an image folder or a .npz file")
+    train.add_argument("--steps", type=int, help="generator iterations")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--out", dest="out_dir", help="run directory")
+    train.add_argument("--features", type=Path,
+                       help="TorchScript or state-dict feature extractor for the Fréchet distance")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    add_device_arg(train)
+    train.set_defaults(func=_train)
+
+    sample = sub.add_parser("sample", help="write a sample grid (toy data: a scatter plot)")
+    sample.add_argument("--checkpoint", type=Path, required=True)
+    sample.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    sample.add_argument("--out", type=Path, default=Path("grid.png"))
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--no-ema", action="store_true", help="use the raw generator")
+    add_device_arg(sample)
+    sample.set_defaults(func=_sample)
+
+    evaluate = sub.add_parser("eval", help="exact W1 (toys) or Fréchet distance (images)")
+    evaluate.add_argument("--checkpoint", type=Path, required=True)
+    evaluate.add_argument("--features", type=Path, help="feature extractor file (see train)")
+    evaluate.add_argument("--no-ema", action="store_true", help="use the raw generator")
+    add_device_arg(evaluate)
+    evaluate.set_defaults(func=_eval)
+
+    results = sub.add_parser("results", help="regenerate results/wgan (about 15 min on 2 cores)")
+    results.add_argument("--out", type=Path, default=Path("results/wgan"))
+    results.add_argument("--mnist-steps", type=int, help="MNIST generator iterations per run")
+    results.add_argument("--toy-steps", type=int, help="toy generator iterations per run")
+    results.add_argument("--parts", nargs="+", choices=("toy", "mnist"), default=["toy", "mnist"])
+    results.add_argument("--mnist-config", type=Path, help="default configs/wgan/mnist.yaml")
+    add_device_arg(results)
+    results.set_defaults(func=_results)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from apps.runtime import load_config, resolve_device
+    from apps.wgan.config import WGANConfig
+    from apps.wgan.trainer import Trainer
+
+    overrides = {k: getattr(args, k) for k in ("lipschitz", "data", "steps", "seed", "out_dir")}
+    cfg = load_config(WGANConfig, args.config, overrides)
+    trainer = Trainer(cfg, resolve_device(args.device), features=args.features)
+    metrics = trainer.fit(resume=args.resume)
+    print(f"run directory: {trainer.run_dir}")
+    print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    return 0
+
+
+def _load(args: argparse.Namespace, features: Path | None = None):
+    from apps.runtime import load_checkpoint, resolve_device
+    from apps.wgan.config import WGANConfig
+    from apps.wgan.trainer import Trainer
+
+    state = load_checkpoint(args.checkpoint)
+    trainer = Trainer(WGANConfig(**state["config"]), resolve_device(args.device), features)
+    trainer.load_state_dict(state)
+    return trainer
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from apps.wgan.evaluate import generate
+    from apps.wgan.plots import save_grid, save_toy_figure
+
+    if args.n < 1:
+        raise ValueError(f"--n must be >= 1, got {args.n}")
+    trainer = _load(args)
+    gen = trainer.generator if args.no_ema else trainer.sampler
+    rng = torch.Generator().manual_seed(args.seed)
+    x = generate(gen, args.n, trainer.cfg.z_dim, trainer.device, rng)
+    if trainer.cfg.is_toy:
+        path = save_toy_figure(trainer.eval_real, x, trainer.critic.module, args.out,
+                               f"{trainer.cfg.data}, {trainer.cfg.lipschitz}, step {trainer.step}")
+    else:
+        path = save_grid(x, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    trainer = _load(args, args.features)
+    metrics = {"step": trainer.step, **trainer.evaluate(use_ema=not args.no_ema)}
+    if len(metrics) == 1:
+        raise ValueError(
+            "no metric applies: images other than 1x32x32 need --features (a feature extractor)"
+        )
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _results(args: argparse.Namespace) -> int:
+    from apps.runtime import resolve_device
+    from apps.wgan.results import CONFIGS, regenerate
+
+    written = regenerate(args.out, resolve_device(args.device), args.mnist_steps, args.toy_steps,
+                         tuple(args.parts), args.mnist_config or CONFIGS / "mnist.yaml")
+    for path in written:
+        print(path)
+    return 0

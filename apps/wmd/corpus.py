@@ -1,0 +1,71 @@
+"""Reading users' corpora: a directory of text files, a JSON-lines file, or one document per line.
+
+- directory: every ``*.txt`` file (recursively, sorted) is one document; its id is the relative
+  path; with ``labels_from_dirs=True`` its label is the name of its parent folder;
+- ``.jsonl``: one JSON object per line with a ``"text"`` field and optional ``"id"`` / ``"label"``;
+- any other text file: one document per non-empty line, optionally prefixed fastText-style with
+  ``__label__NAME`` (as gensim's ``pang_lee_polarity.cor``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Corpus:
+    ids: list[str]
+    texts: list[str]
+    labels: list[str] | None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def read_corpus(path: str | Path, labels_from_dirs: bool = False) -> Corpus:
+    """Read the documents under ``path`` (see the module docstring for the formats)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.rglob("*.txt"))
+        if not files:
+            raise ValueError(f"corpus directory {path} holds no *.txt files")
+        ids = [str(f.relative_to(path)) for f in files]
+        texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+        labels = [f.parent.name for f in files] if labels_from_dirs else None
+        return Corpus(ids, texts, labels)
+    if not path.is_file():
+        raise FileNotFoundError(f"corpus not found: {path}")
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    ids, texts, labels = [], [], []
+    if path.suffix == ".jsonl":
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
+                raise ValueError(f'{path}:{n}: expected an object with a "text" string field')
+            ids.append(str(rec.get("id", n)))
+            texts.append(rec["text"])
+            labels.append(None if rec.get("label") is None else str(rec["label"]))
+    else:
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            label = None
+            if line.startswith("__label__"):
+                head, _, line = line.partition(" ")
+                label = head.removeprefix("__label__")
+            ids.append(str(n))
+            texts.append(line.strip())
+            labels.append(label)
+    if not texts:
+        raise ValueError(f"corpus {path} holds no documents")
+    has = [lab is not None for lab in labels]
+    if any(has) and not all(has):
+        raise ValueError(f"{path}: some documents have a label and some do not")
+    return Corpus(ids, texts, labels if all(has) else None)

@@ -1,0 +1,123 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import wdist
+
+CLEAR_ERRORS = (ValueError, TypeError)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: wdist.emd(np.ones((3, 2)), np.ones((4, 3))), "same number of features"),
+        (lambda: wdist.emd(np.ones((3, 2)), np.full((4, 2), np.nan)), "y contains NaN"),
+        (lambda: wdist.emd(np.ones((3, 2)), np.ones((4, 2)), a=[1, -1, 1]), "a has negative"),
+        (lambda: wdist.emd(np.ones((3, 2)), np.ones((4, 2)), b=np.zeros(4)), "b has zero total"),
+        (lambda: wdist.emd(np.ones((3, 2)), np.ones((4, 2)), a=[1, 1]), r"a must have shape \[3\]"),
+        (lambda: wdist.emd(np.ones((0, 2)), np.ones((4, 2))), "x is empty"),
+        (lambda: wdist.emd(np.ones((3, 2)), np.ones((4, 2)), p=0.5), "p must be"),
+        (lambda: wdist.sinkhorn(np.ones((3, 2)), np.ones((4, 2)), blur=0), "blur"),
+        (lambda: wdist.sinkhorn(np.ones((3, 2)), np.ones((4, 2)), scaling=1.5), "scaling"),
+        (lambda: wdist.sinkhorn(np.ones((3, 2)), np.ones((4, 2)), backend="gpu"), "backend"),
+        (lambda: wdist.sinkhorn(np.ones((2, 3, 2)), np.ones((3, 4, 2))), "batch size"),
+        (lambda: wdist.sinkhorn(np.ones((3, 2)), np.ones((4, 2)), reach=-1), "reach"),
+        (lambda: wdist.wasserstein_1d([], [1.0]), "u_values"),
+        (lambda: wdist.wasserstein_1d([1.0, np.inf], [1.0]), "u_values contains NaN"),
+        (lambda: wdist.wasserstein_1d(np.ones((2, 3)), np.ones((3, 3))), "broadcast"),
+        (lambda: wdist.sliced_wasserstein(np.ones((3, 2)), np.ones((3, 2)), n_projections=0),
+         "n_projections"),
+        (lambda: wdist.gaussian_w2(np.zeros(2), np.eye(3), np.zeros(2), np.eye(2)), "cov1"),
+        (lambda: wdist.gaussian_w2(np.zeros(2), np.eye(2), np.zeros(2), [[1, 2], [0, 1]]),
+         "cov2 must be symmetric"),
+        (lambda: wdist.frechet_distance(np.ones((1, 2)), np.ones((5, 2))), "feats1 needs at least"),
+        (lambda: wdist.emd(torch.ones(3, 2), torch.ones(4, 2, dtype=torch.float64)), "dtype"),
+        (lambda: wdist.emd(np.array([["a", "b"]]), np.ones((4, 2))), "x must hold numbers"),
+        (lambda: wdist.emd(np.zeros((1, 1)), np.full((1, 1), 1e200), p=2), "overflows"),
+        (lambda: wdist.sinkhorn(torch.zeros(1, 1), torch.full((1, 1), 1e30)),
+         "overflows"),
+    ],
+)
+def test_clear_errors(call, match):
+    with pytest.raises(CLEAR_ERRORS, match=match):
+        call()
+
+
+def test_validation_can_be_switched_off_for_hot_loops():
+    wdist.set_validation(False)
+    try:
+        out = wdist.wasserstein_1d(torch.tensor([0.0, float("nan")]), torch.tensor([1.0]))
+        assert math.isnan(out.item())  # unchecked: the caller opted out
+    finally:
+        wdist.set_validation(True)
+
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=64)
+anyfloat = st.floats(allow_nan=True, allow_infinity=True, width=64)
+
+
+def clouds(elements):
+    return st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 3)).flatmap(
+        lambda s: st.tuples(
+            arrays(np.float64, (s[0], s[2]), elements=elements),
+            arrays(np.float64, (s[1], s[2]), elements=elements),
+            arrays(np.float64, (s[0],), elements=st.floats(-1, 2, width=64)),
+        )
+    )
+
+
+def _finite_or_clear_error(fn):
+    try:
+        out = fn()
+    except CLEAR_ERRORS:
+        return
+    out = out[0] if isinstance(out, tuple) else out
+    assert torch.isfinite(out).all()
+
+
+FUNCS = {
+    "emd": lambda x, y, a: wdist.emd(x, y, a=a),
+    "sinkhorn": lambda x, y, a: wdist.sinkhorn(x, y, a=a, blur=0.5),
+    "sinkhorn_online": lambda x, y, a: wdist.sinkhorn(x, y, a=a, blur=0.5, backend="online"),
+    "sliced": lambda x, y, a: wdist.sliced_wasserstein(x, y, a=a, n_projections=4, seed=0),
+    "one_d": lambda x, y, a: wdist.wasserstein_1d(x[:, 0], y[:, 0], u_weights=a),
+    "frechet": lambda x, y, a: wdist.frechet_distance(x, y),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FUNCS))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=clouds(finite))
+def test_property_finite_inputs(name, data):
+    x, y, a = data
+    _finite_or_clear_error(lambda: FUNCS[name](x, y, a))
+
+
+@pytest.mark.parametrize("name", sorted(FUNCS))
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=clouds(anyfloat))
+def test_property_any_values(name, data):
+    x, y, a = data
+    _finite_or_clear_error(lambda: FUNCS[name](x, y, a))
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 4), n=st.integers(1, 5), m=st.integers(1, 5),
+       kappa=st.sampled_from([0.0, 0.5, 1.0]))
+def test_property_quantile_huber(b, n, m, kappa):
+    out = wdist.quantile_huber_loss(torch.randn(b, n), torch.randn(b, m), kappa=kappa)
+    assert torch.isfinite(out) and out.item() >= 0
+
+
+@settings(max_examples=20, deadline=None)
+@given(d=st.integers(1, 4), seed=st.integers(0, 1000))
+def test_property_gaussian_w2(d, seed):
+    g = np.random.default_rng(seed)
+    a, b = g.normal(size=(d, d)), g.normal(size=(d, d))
+    val = wdist.gaussian_w2(g.normal(size=d), a @ a.T, g.normal(size=d), b @ b.T)
+    assert torch.isfinite(val) and val.item() >= 0

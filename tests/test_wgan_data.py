@@ -1,0 +1,117 @@
+"""apps.wgan.data: toy sets, bundled digits, image folders (mixed, corrupt) and .npz arrays."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from apps.wgan.data import (
+    load_digits,
+    load_image_folder,
+    load_images,
+    load_mnist,
+    load_npz,
+    sample_toy,
+)
+
+
+def test_8gaussians_modes_and_scale():
+    x = sample_toy("8gaussians", 4000, torch.Generator().manual_seed(0))
+    assert x.shape == (4000, 2)
+    r = x.norm(dim=1)
+    assert torch.allclose(r, torch.full_like(r, 2 / 1.414), atol=0.1)  # a circle of radius 2/1.414
+    angles = torch.round(torch.atan2(x[:, 1], x[:, 0]) / (np.pi / 4)) % 8
+    assert torch.bincount(angles.long(), minlength=8).min() > 400  # all 8 modes, balanced
+
+
+def test_25gaussians_grid():
+    x = sample_toy("25gaussians", 5000, torch.Generator().manual_seed(0)) * 2.828 / 2
+    centers = torch.round(x)
+    assert torch.all(centers.abs() <= 2)
+    assert len({tuple(c) for c in centers.tolist()}) == 25
+    assert (x - centers).abs().max() < 0.05 * 5
+
+
+def test_swissroll_is_seeded_and_scaled():
+    a = sample_toy("swissroll", 500, torch.Generator().manual_seed(1))
+    b = sample_toy("swissroll", 500, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b)
+    assert a.abs().max() < 2.0 and a.std() > 0.5
+
+
+def test_bad_toy_name_and_n():
+    with pytest.raises(ValueError, match="toy set"):
+        sample_toy("moons", 10)
+    with pytest.raises(ValueError, match="n must be"):
+        sample_toy("8gaussians", 0)
+
+
+def test_mnist_padded_to_32_in_unit_range():
+    x, y = load_mnist(32)
+    assert x.shape == (5000, 1, 32, 32) and y.shape == (5000,)
+    assert x.min() == -1.0 and x.max() == 1.0
+    assert torch.all(x[:, :, :2, :] == -1.0)  # the 2-pixel zero padding
+    assert torch.bincount(y).tolist() == [500] * 10
+
+
+def test_digits_8x8():
+    x = load_digits(8)
+    assert x.shape == (1797, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
+
+
+def _write_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(tmp_path / "wide.png")
+    Image.fromarray(rng.integers(0, 255, (50, 20), dtype=np.uint8), "L").save(tmp_path / "gray.jpg")
+    Image.fromarray(rng.integers(0, 255, (16, 16, 4), dtype=np.uint8), "RGBA").save(
+        tmp_path / "alpha.png")
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(np.full((33, 33, 3), 200, np.uint8)).save(tmp_path / "sub" / "flat.jpeg")
+    (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    (tmp_path / "notes.txt").write_text("ignored")
+
+
+def test_image_folder_mixed_sizes_modes_and_corrupt_file(tmp_path):
+    _write_folder(tmp_path)
+    with pytest.warns(UserWarning, match="broken.png"):
+        x = load_image_folder(tmp_path, 32, channels=3)
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+    assert x.min() >= -1 and x.max() <= 1
+    flat = x[2]  # sorted: alpha, gray, sub/flat, wide; a constant image stays constant
+    assert flat.std() < 0.02 and flat.mean().item() == pytest.approx(200 / 127.5 - 1, abs=0.02)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = load_image_folder(tmp_path, 8, channels=1)
+    assert g.shape == (4, 1, 8, 8)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="image folder"):
+        load_image_folder(tmp_path / "missing", 32)
+    (tmp_path / "bad.png").write_bytes(b"xx")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no readable images"):
+        load_image_folder(tmp_path, 32)
+    with pytest.raises(ValueError, match="channels"):
+        load_image_folder(tmp_path, 32, channels=2)
+
+
+def test_npz_layouts_and_errors(tmp_path):
+    rng = np.random.default_rng(0)
+    nhwc = rng.integers(0, 256, (5, 40, 40, 3), dtype=np.uint8)
+    np.savez(tmp_path / "a.npz", images=nhwc)
+    x = load_npz(tmp_path / "a.npz", 32)
+    assert x.shape == (5, 3, 32, 32) and x.min() >= -1 and x.max() <= 1
+    np.savez(tmp_path / "b.npz", x=rng.random((4, 32, 32)).astype(np.float32))
+    assert load_images(str(tmp_path / "b.npz"), 32).shape == (4, 1, 32, 32)
+    np.savez(tmp_path / "c.npz", images=rng.random((4, 5)))
+    with pytest.raises(ValueError, match="expected images"):
+        load_npz(tmp_path / "c.npz", 32)
+    np.savez(tmp_path / "d.npz", images=np.full((2, 8, 8), 3.0))
+    with pytest.raises(ValueError, match=r"\[0, 1\] or \[-1, 1\]"):
+        load_npz(tmp_path / "d.npz", 8)
+    with pytest.raises(ValueError, match="key 'nope'"):
+        load_npz(tmp_path / "a.npz", 8, key="nope")
+    with pytest.raises(ValueError, match="data must be"):
+        load_images("no_such_thing", 32)

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+
+from apps.wmd import Embeddings, load_embeddings
+from apps.wmd.embeddings import sniff_format
+
+WORDS = ["king", "queen", "man", "woman", "naïve"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def vectors():
+    return np.random.default_rng(1).normal(size=(len(WORDS), 6)).astype(np.float32)
+
+
+def _write_text(path, vectors, header=True):
+    lines = [f"{len(WORDS)} {vectors.shape[1]}"] if header else []
+    lines += [w + " " + " ".join(repr(float(x)) for x in v) for w, v in zip(WORDS, vectors)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def test_word2vec_text_matches_gensim(tmp_path, vectors):
+    from gensim.models import KeyedVectors
+
+    path = tmp_path / "w.txt"
+    _write_text(path, vectors)
+    assert sniff_format(path) == "word2vec-text"
+    emb = load_embeddings(path)
+    ref = KeyedVectors.load_word2vec_format(str(path), binary=False)
+    assert emb.words == list(ref.index_to_key)
+    np.testing.assert_array_equal(emb.vectors, ref.vectors)
+    assert isinstance(emb.vectors, np.memmap)  # parsed once, cached, memory-mapped
+    again = load_embeddings(path)
+    np.testing.assert_array_equal(again.vectors, ref.vectors)
+
+
+def test_word2vec_binary_written_by_gensim(tmp_path, vectors):
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(vectors.shape[1])
+    kv.add_vectors(WORDS, vectors)
+    path = tmp_path / "w.bin"
+    kv.save_word2vec_format(str(path), binary=True)
+    assert sniff_format(path) == "word2vec-binary"
+    emb = load_embeddings(path, cache=False)
+    assert emb.words == WORDS
+    np.testing.assert_array_equal(emb.vectors, vectors)
+
+
+def test_glove_text_without_header(tmp_path, vectors):
+    path = tmp_path / "glove.6B.6d.txt"
+    _write_text(path, vectors, header=False)
+    assert sniff_format(path) == "glove"
+    emb = load_embeddings(path)
+    assert emb.words == WORDS and emb.dim == 6
+    np.testing.assert_allclose(emb.vectors, vectors, rtol=1e-7)
+
+
+def test_gensim_keyedvectors_and_saved_directory(tmp_path, vectors):
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(vectors.shape[1])
+    kv.add_vectors(WORDS, vectors)
+    kv.save(str(tmp_path / "w.kv"))
+    emb = load_embeddings(tmp_path / "w.kv")
+    assert emb.words == WORDS
+    np.testing.assert_array_equal(emb.vectors, vectors)
+    saved = load_embeddings(Embeddings(WORDS, vectors).save(tmp_path / "saved"))
+    assert saved.words == WORDS and isinstance(saved.vectors, np.memmap)
+    np.testing.assert_array_equal(saved.vectors, vectors)
+
+
+def test_neither_format_is_a_clear_error(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("hello world\nthis is prose\n")
+    with pytest.raises(ValueError, match="not a word2vec .*GloVe"):
+        load_embeddings(path)
+    with pytest.raises(FileNotFoundError):
+        load_embeddings(tmp_path / "missing.vec")
+
+
+def test_truncated_files_are_clear_errors(tmp_path, vectors):
+    text = tmp_path / "t.txt"
+    _write_text(text, vectors)
+    lines = text.read_text().splitlines()
+    text.write_text("\n".join(lines[:3] + [lines[3].rsplit(" ", 1)[0]]) + "\n")
+    with pytest.raises(ValueError, match="corrupt embedding file at record 3: expected 6 numbers"):
+        load_embeddings(text)
+    binary = tmp_path / "t.bin"
+    body = b"".join(w.encode() + b" " + v.tobytes() for w, v in zip(WORDS, vectors))
+    binary.write_bytes(f"{len(WORDS)} 6\n".encode() + body[:-10])
+    with pytest.raises(ValueError, match="record 5: vector truncated"):
+        load_embeddings(binary)
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # no half-written cache left behind
+
+
+def test_embeddings_validation():
+    with pytest.raises(ValueError, match="words has 2 entries but vectors has 3 rows"):
+        Embeddings(["a", "b"], np.zeros((3, 2)))
+    with pytest.raises(TypeError, match="floating"):
+        Embeddings(["a"], np.zeros((1, 2), dtype=int))
