@@ -1,0 +1,365 @@
+"""``WDGRLClassifier``: scikit-learn-style unsupervised domain adaptation, WDGRL by default.
+
+    clf = WDGRLClassifier().fit(Xs, ys, Xt)      # labelled source, unlabelled target
+    clf.predict(Xt_test); clf.score(Xt_test, yt_test); clf.transform(X)   # -> features
+
+The training loop (Shen et al. 2018, Algorithm 1) per step: draw ``batch_size`` source and
+``batch_size`` target samples, compute features with the shared extractor, let the method's
+aligner do its pre-step work (WDGRL: ``n_critic`` critic updates on the detached features), then
+one extractor + classifier update on ``cross-entropy(source) + alignment term``.
+``method`` selects WDGRL or a baseline trained by exactly the same loop (``source_only``,
+``dann``, ``coral``), so comparisons differ only in the alignment term.
+
+Model selection never sees target labels: ``patience`` stops on the *source* validation loss
+(``val_fraction`` of the source held out) and restores the best such epoch. ``eval_set`` labels,
+if given, are only logged (curves), never used for any decision.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
+from torch import nn
+
+from apps.runtime import CSVLogger, load_checkpoint, progress, resolve_device, save_checkpoint
+from apps.wdgrl.methods import (
+    METHODS,
+    Aligner,
+    CORALAligner,
+    DANNAligner,
+    WDGRLAligner,
+)
+from apps.wdgrl.networks import make_extractor
+
+
+class WDGRLClassifier(ClassifierMixin, BaseEstimator):
+    """Wasserstein Distance Guided Representation Learning (and baselines in the same harness).
+
+    Parameters (defaults = the paper's Amazon-review setting)
+    ----------
+    method : "wdgrl" | "dann" | "coral" | "source_only".
+    network : "mlp" (flattens each sample) or "cnn" (samples ``[C, H, W]``).
+    hidden : extractor widths (MLP layers; for the CNN, the fully connected layers after the
+        convolutions). Paper: [500] (Amazon), [500, 100] (Office-Caltech).
+    critic_hidden : hidden widths of the WDGRL critic / DANN domain discriminator (paper: [100]).
+    wd_weight : λ, weight of the critic's W1 estimate in the extractor loss (paper: 1; 0.1 Office).
+    gp_weight : gradient-penalty weight γ (paper: 10).
+    n_critic : critic steps per extractor step (paper: 5; 10 Office).
+    lr, critic_lr : Adam learning rates of extractor+classifier and of the critic (paper: 1e-4,
+        1e-4; Office critic 1e-3).
+    weight_decay : L2 on the extractor/classifier weights, biases excluded (paper: 1e-4).
+    batch_size : samples per domain per step (paper: 32 source + 32 target).
+    epochs : passes over the source training set.
+    patience : early stopping on the source validation loss (None: train all epochs, keep last).
+    val_fraction : share of the source held out for validation (0 allowed when patience is None).
+    dann_weight, coral_weight : weight of the DANN / CORAL term.
+    seed : seeds initialisation, batching and the penalty's interpolates (deterministic on CPU).
+    device : "auto", "cpu", "cuda" or a torch.device.
+    verbose : show a progress bar over epochs.
+    """
+
+    def __init__(
+        self, method: str = "wdgrl", network: str = "mlp", hidden: Sequence[int] = (500,),
+        critic_hidden: Sequence[int] = (100,), wd_weight: float = 1.0, gp_weight: float = 10.0,
+        n_critic: int = 5, lr: float = 1e-4, critic_lr: float = 1e-4, weight_decay: float = 1e-4,
+        batch_size: int = 32, epochs: int = 20, patience: int | None = None,
+        val_fraction: float = 0.1, dann_weight: float = 1.0, coral_weight: float = 1.0,
+        seed: int = 0, device: str | torch.device = "auto", verbose: bool = False,
+    ) -> None:
+        self.method = method
+        self.network = network
+        self.hidden = hidden
+        self.critic_hidden = critic_hidden
+        self.wd_weight = wd_weight
+        self.gp_weight = gp_weight
+        self.n_critic = n_critic
+        self.lr = lr
+        self.critic_lr = critic_lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.dann_weight = dann_weight
+        self.coral_weight = coral_weight
+        self.seed = seed
+        self.device = device
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self, X: Any, y: Any, X_target: Any, *, eval_set: tuple[Any, Any] | None = None,
+        checkpoint: str | Path | None = None, resume: bool = False,
+        log_csv: str | Path | None = None,
+    ) -> WDGRLClassifier:
+        """Train on labelled source ``(X, y)`` and unlabelled ``X_target``.
+
+        X, X_target : arrays or tensors ``[n, ...]`` with the same per-sample shape.
+        y : ``[n]`` class labels (any hashable values, at least two classes).
+        eval_set : optional ``(X, y)`` of labelled target data, only logged as ``target_acc``.
+        checkpoint : file rewritten atomically after every epoch; with ``resume=True`` training
+            continues from it (same seed -> the same final model as an uninterrupted run).
+        log_csv : one row per epoch (see :attr:`history_`).
+        """
+        self._check_params()
+        Xs = _as_array(X, "X")
+        Xt = _as_array(X_target, "X_target")
+        if Xt.shape[1:] != Xs.shape[1:]:
+            raise ValueError(
+                f"X_target samples have shape {Xt.shape[1:]} but X samples have {Xs.shape[1:]}; "
+                "source and target must share the feature space"
+            )
+        ys_raw = _as_labels(y, len(Xs), "y")
+        self.classes_, ys = np.unique(ys_raw, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"y must contain at least two classes, got only {self.classes_!r}")
+        self.input_shape_ = tuple(Xs.shape[1:])
+        self.n_features_in_ = int(np.prod(self.input_shape_))
+        device = resolve_device(self.device)
+        eval_xy = None
+        if eval_set is not None:
+            Xe = _as_array(eval_set[0], "eval_set[0]")
+            ye = self._encode(_as_labels(eval_set[1], len(Xe), "eval_set[1]"))
+            eval_xy = (Xe, ye)
+
+        torch.manual_seed(self.seed)
+        np_rng = np.random.default_rng(self.seed)
+        perm = np_rng.permutation(len(Xs))
+        n_val = int(round(self.val_fraction * len(Xs)))
+        if len(Xs) - n_val < 1:
+            raise ValueError(f"val_fraction={self.val_fraction} leaves no source training data")
+        tr, va = perm[n_val:], perm[:n_val]
+        xs = torch.from_numpy(Xs[tr]).to(device)
+        ys_t = torch.from_numpy(ys[tr]).to(device)
+        xt = torch.from_numpy(Xt).to(device)
+        val = (torch.from_numpy(Xs[va]).to(device), torch.from_numpy(ys[va]).to(device))
+
+        self.extractor_ = make_extractor(self.network, self.input_shape_, list(self.hidden))
+        self.extractor_.to(device)
+        self.head_ = nn.Linear(self.extractor_.out_dim, len(self.classes_)).to(device)
+        self.aligner_ = self._make_aligner(self.extractor_.out_dim, device)
+        modules = [self.extractor_, self.head_]
+        params = [p for m in modules for p in m.parameters()] + self.aligner_.parameters()
+        decay = [p for p in params if p.dim() > 1]
+        no_decay = [p for p in params if p.dim() <= 1]
+        opt = torch.optim.Adam(
+            [{"params": decay, "weight_decay": self.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}], lr=self.lr,
+        )
+        gen = torch.Generator().manual_seed(self.seed)
+        self.history_: list[dict[str, float]] = []
+        best: dict[str, Any] = {"loss": math.inf, "epoch": -1, "state": None, "bad": 0}
+        start = 0
+        if resume and checkpoint is not None and Path(checkpoint).is_file():
+            ck = load_checkpoint(checkpoint, map_location=device)
+            self.extractor_.load_state_dict(ck["extractor"])
+            self.head_.load_state_dict(ck["head"])
+            self.aligner_.load_state_dict(ck["aligner"])
+            opt.load_state_dict(ck["optimizer"])
+            gen.set_state(ck["generator"].cpu())
+            torch.set_rng_state(ck["torch_rng"].cpu())
+            if device.type == "cuda" and ck.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
+            self.history_, best, start = ck["history"], ck["best"], ck["epoch"]
+            if ck["stopped"]:  # early-stopped: nothing left to train
+                start = self.epochs
+        logger = CSVLogger(log_csv, resume=resume and start > 0) if log_csv else None
+
+        steps = math.ceil(len(xs) / self.batch_size)
+        quiet = {} if self.verbose else {"disable": True}
+        bar = progress(range(start, self.epochs), total=self.epochs, initial=start,
+                       desc=self.method, **quiet)
+        try:
+            for epoch in bar:
+                t0 = time.perf_counter()
+                row = self._train_epoch(xs, ys_t, xt, opt, gen, epoch, steps)
+                row.update(self._evaluate(val, eval_xy, device))
+                row["epoch"] = epoch + 1
+                row["seconds"] = time.perf_counter() - t0
+                self.history_.append(row)
+                if logger:
+                    logger.log(row)
+                stop = self._early_stopping(best, row, epoch)
+                if self.verbose:
+                    bar.set_postfix(clf=f"{row['clf_loss']:.3f}", w1=f"{row['w1']:.3f}",
+                                    val=f"{row['source_val_acc']:.3f}")
+                if checkpoint is not None:
+                    save_checkpoint({
+                        "extractor": self.extractor_.state_dict(), "head": self.head_.state_dict(),
+                        "aligner": self.aligner_.state_dict(), "optimizer": opt.state_dict(),
+                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state(device)
+                        if device.type == "cuda" else None,
+                        "history": self.history_, "best": best, "epoch": epoch + 1,
+                        "stopped": stop,
+                        "params": self.get_params(),
+                    }, checkpoint)
+                if stop:
+                    break
+        finally:
+            if logger:
+                logger.close()
+        if self.patience is not None and best["state"] is not None:
+            self.extractor_.load_state_dict(best["state"]["extractor"])
+            self.head_.load_state_dict(best["state"]["head"])
+        self.best_epoch_ = best["epoch"] + 1 if self.patience is not None else len(self.history_)
+        return self
+
+    def _train_epoch(self, xs, ys, xt, opt, gen, epoch, steps) -> dict[str, float]:
+        self.extractor_.train()
+        bs = self.batch_size
+        src = torch.randperm(len(xs), generator=gen)
+        reps = math.ceil(steps * bs / len(xt))
+        tgt = torch.cat([torch.randperm(len(xt), generator=gen) for _ in range(reps)])
+        sums = {"clf_loss": 0.0, "align_loss": 0.0, "w1": 0.0}
+        for i in range(steps):
+            bi = src[i * bs : (i + 1) * bs].to(xs.device)
+            ti = tgt[i * bs : i * bs + len(bi)].to(xs.device)
+            h = self.extractor_(torch.cat([xs[bi], xt[ti]]))
+            h_s, h_t = h[: len(bi)], h[len(bi) :]
+            logs = self.aligner_.before_step(h_s, h_t)
+            clf = F.cross_entropy(self.head_(h_s), ys[bi])
+            align = self.aligner_.loss(h_s, h_t, (epoch + i / steps) / self.epochs)
+            opt.zero_grad(set_to_none=True)
+            (clf + align).backward()
+            opt.step()
+            sums["clf_loss"] += clf.item()
+            sums["align_loss"] += align.item()
+            sums["w1"] += logs.get("w1", float("nan"))
+        return {k: v / steps for k, v in sums.items()}
+
+    @torch.no_grad()
+    def _evaluate(self, val, eval_xy, device) -> dict[str, float]:
+        self.extractor_.eval()
+        out = {"source_val_loss": float("nan"), "source_val_acc": float("nan"),
+               "target_acc": float("nan")}
+        if len(val[0]):
+            logits = self._logits(val[0])
+            out["source_val_loss"] = F.cross_entropy(logits, val[1]).item()
+            out["source_val_acc"] = (logits.argmax(1) == val[1]).float().mean().item()
+        if eval_xy is not None:
+            pred = self._logits(torch.from_numpy(eval_xy[0]).to(device)).argmax(1).cpu().numpy()
+            known = eval_xy[1] >= 0
+            out["target_acc"] = float((pred[known] == eval_xy[1][known]).mean())
+        return out
+
+    def _early_stopping(self, best: dict[str, Any], row: dict[str, float], epoch: int) -> bool:
+        if self.patience is None:
+            return False
+        if row["source_val_loss"] < best["loss"]:
+            best.update(loss=row["source_val_loss"], epoch=epoch, bad=0, state={
+                "extractor": copy.deepcopy(self.extractor_.state_dict()),
+                "head": copy.deepcopy(self.head_.state_dict()),
+            })
+            return False
+        best["bad"] += 1
+        return best["bad"] > self.patience
+
+    def _make_aligner(self, feat_dim: int, device: torch.device) -> Aligner:
+        if self.method == "wdgrl":
+            return WDGRLAligner(feat_dim, list(self.critic_hidden), self.wd_weight,
+                                self.gp_weight, self.n_critic, self.critic_lr, device)
+        if self.method == "dann":
+            return DANNAligner(feat_dim, list(self.critic_hidden), self.dann_weight, device)
+        if self.method == "coral":
+            return CORALAligner(self.coral_weight)
+        return Aligner()
+
+    def _check_params(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("batch_size", "epochs", "n_critic"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("lr", "critic_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("wd_weight", "gp_weight", "weight_decay", "dann_weight", "coral_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.patience is not None and (self.patience < 0 or self.val_fraction == 0):
+            raise ValueError("patience needs a source validation set (val_fraction > 0) and >= 0")
+
+    # ------------------------------------------------------------------ inference
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "extractor_"):
+            raise NotFittedError("this WDGRLClassifier is not fitted yet; call fit(X, y, X_target)")
+
+    def _prepare(self, X: Any) -> torch.Tensor:
+        self._check_fitted()
+        Xa = _as_array(X, "X")
+        if Xa.shape[1:] != self.input_shape_:
+            raise ValueError(
+                f"X samples have shape {Xa.shape[1:]}, but the model was fitted on "
+                f"{self.input_shape_}"
+            )
+        return torch.from_numpy(Xa).to(next(self.head_.parameters()).device)
+
+    @torch.no_grad()
+    def _features(self, x: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+        self.extractor_.eval()
+        return torch.cat([self.extractor_(x[i : i + chunk]) for i in range(0, len(x), chunk)])
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head_(self._features(x))
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Learned features ``[n, hidden[-1]]`` (the space where the domains are aligned)."""
+        return self._features(self._prepare(X)).cpu().numpy()
+
+    @torch.no_grad()
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``[n, n_classes]``, columns ordered as :attr:`classes_`."""
+        return torch.softmax(self._logits(self._prepare(X)), 1).cpu().numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels ``[n]`` (values from :attr:`classes_`)."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(1)]
+
+    def _encode(self, labels: np.ndarray) -> np.ndarray:
+        """Labels -> class indices; unknown labels -> -1 (ignored by the logged accuracy)."""
+        idx = np.searchsorted(self.classes_, labels)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        return np.where(self.classes_[idx] == labels, idx, -1).astype(np.int64)
+
+
+def _as_array(X: Any, name: str) -> np.ndarray:
+    """numpy/torch/list -> float32 numpy ``[n, ...]`` with a clear error for bad input."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    try:
+        A = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a numeric array or tensor ({err})") from None
+    if A.ndim < 2:
+        raise ValueError(f"{name} must have shape [n_samples, ...] (at least 2-D), got {A.shape}")
+    if len(A) == 0:
+        raise ValueError(f"{name} is empty (0 samples); at least one sample is needed")
+    if not np.isfinite(A).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return np.ascontiguousarray(A)
+
+
+def _as_labels(y: Any, n: int, name: str) -> np.ndarray:
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"{name} must have shape [{n}] (one label per sample), got {y.shape}")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError(f"{name} contains NaN or infinite labels")
+    return y

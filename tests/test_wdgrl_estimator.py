@@ -1,0 +1,168 @@
+"""WDGRLClassifier: scikit-learn contract, input validation, methods, resume."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils import estimator_checks
+
+import apps.wdgrl.estimator as estimator_module
+from apps.wdgrl import WDGRLClassifier
+from apps.wdgrl.data import make_moons_task
+from apps.wdgrl.methods import coral_loss, grad_reverse
+
+FAST = dict(hidden=(32,), critic_hidden=(16,), epochs=3, lr=1e-2, critic_lr=1e-3, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return make_moons_task(30.0, n_source=200, n_target=200)
+
+
+@pytest.mark.parametrize("check", [
+    estimator_checks.check_no_attributes_set_in_init,
+    estimator_checks.check_parameters_default_constructible,
+    estimator_checks.check_get_params_invariance,
+    estimator_checks.check_set_params,
+])
+def test_sklearn_estimator_checks_that_apply(check):
+    # sklearn's generic fitting checks call fit(X, y); ours needs X_target, so those are
+    # covered by the contract tests below instead.
+    check("WDGRLClassifier", WDGRLClassifier())
+
+
+def test_params_roundtrip_and_clone():
+    est = WDGRLClassifier(method="dann", hidden=(8, 4), n_critic=3)
+    params = est.get_params()
+    assert params["method"] == "dann" and params["hidden"] == (8, 4) and params["n_critic"] == 3
+    c = clone(est).set_params(n_critic=7)
+    assert c.get_params()["n_critic"] == 7 and est.n_critic == 3
+
+
+@pytest.mark.parametrize("method", ["wdgrl", "dann", "coral", "source_only"])
+def test_fit_predict_contract(moons, method):
+    labels = np.array(["left", "right"])[moons.ys]  # arbitrary label values
+    est = WDGRLClassifier(method=method, **FAST)
+    assert est.fit(moons.Xs, labels, moons.Xt) is est
+    assert list(est.classes_) == ["left", "right"] and est.n_features_in_ == 2
+    proba = est.predict_proba(moons.Xt_test)
+    assert proba.shape == (len(moons.Xt_test), 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    pred = est.predict(moons.Xt_test)
+    assert set(pred) <= {"left", "right"}
+    np.testing.assert_array_equal(pred, est.classes_[proba.argmax(1)])
+    assert est.transform(moons.Xs).shape == (len(moons.Xs), 32)
+    assert est.score(moons.Xs, labels) > 0.7  # learned the source task
+    assert len(est.history_) == 3 and all(np.isfinite(r["clf_loss"]) for r in est.history_)
+
+
+def test_torch_and_numpy_inputs_give_the_same_model(moons):
+    a = WDGRLClassifier(**FAST).fit(moons.Xs, moons.ys, moons.Xt)
+    b = WDGRLClassifier(**FAST).fit(torch.from_numpy(moons.Xs), torch.from_numpy(moons.ys),
+                                    torch.from_numpy(moons.Xt))
+    np.testing.assert_array_equal(a.predict_proba(moons.Xt_test),
+                                  b.predict_proba(torch.from_numpy(moons.Xt_test)))
+    c = WDGRLClassifier(**{**FAST, "seed": 1}).fit(moons.Xs, moons.ys, moons.Xt)
+    assert not np.allclose(a.predict_proba(moons.Xt_test), c.predict_proba(moons.Xt_test))
+
+
+def test_bad_input_errors_name_the_argument(moons):
+    est = WDGRLClassifier(**FAST)
+    with pytest.raises(NotFittedError):
+        est.predict(moons.Xs)
+    with pytest.raises(ValueError, match="X_target samples have shape"):
+        est.fit(moons.Xs, moons.ys, np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="at least two classes"):
+        est.fit(moons.Xs, np.zeros(len(moons.Xs)), moons.Xt)
+    Xn = moons.Xs.copy()
+    Xn[3, 1] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN"):
+        est.fit(Xn, moons.ys, moons.Xt)
+    with pytest.raises(ValueError, match="X_target is empty"):
+        est.fit(moons.Xs, moons.ys, np.zeros((0, 2)))
+    with pytest.raises(ValueError, match=r"y must have shape \[200\]"):
+        est.fit(moons.Xs, moons.ys[:-1], moons.Xt)
+    with pytest.raises(TypeError, match="X must be a numeric"):
+        est.fit([["a", "b"]] * 4, [0, 1, 0, 1], moons.Xt)
+    with pytest.raises(ValueError, match="method must be one of"):
+        WDGRLClassifier(method="mmd").fit(moons.Xs, moons.ys, moons.Xt)
+    with pytest.raises(ValueError, match="n_critic must be a positive integer"):
+        WDGRLClassifier(n_critic=0).fit(moons.Xs, moons.ys, moons.Xt)
+    with pytest.raises(ValueError, match="the CNN extractor needs image inputs"):
+        WDGRLClassifier(network="cnn", **{k: v for k, v in FAST.items() if k != "hidden"}).fit(
+            moons.Xs, moons.ys, moons.Xt)
+    est.fit(moons.Xs, moons.ys, moons.Xt)
+    with pytest.raises(ValueError, match=r"fitted on \(2,\)"):
+        est.predict(np.zeros((4, 5)))
+
+
+def test_cnn_on_images():
+    rng = np.random.default_rng(0)
+    Xs = rng.random((40, 3, 16, 16), dtype=np.float32)
+    ys = rng.integers(0, 3, 40)
+    est = WDGRLClassifier(network="cnn", hidden=(20,), critic_hidden=(8,), epochs=1,
+                          device="cpu").fit(Xs, ys, Xs[::-1].copy())
+    assert est.transform(Xs).shape == (40, 20) and est.predict(Xs).shape == (40,)
+
+
+def test_grad_reverse_and_coral_against_references():
+    x = torch.randn(5, 3, requires_grad=True)
+    (grad_reverse(x, 0.5) * torch.arange(3.0)).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), -0.5 * np.tile(np.arange(3.0), (5, 1)))
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(40, 4)), 2 * rng.normal(size=(30, 4))
+    ref = ((np.cov(a, rowvar=False) - np.cov(b, rowvar=False)) ** 2).sum() / (4 * 16)
+    assert coral_loss(torch.from_numpy(a), torch.from_numpy(b)).item() == pytest.approx(ref)
+
+
+def test_early_stopping_uses_source_validation_only(moons):
+    est = WDGRLClassifier(method="source_only", patience=0, **{**FAST, "epochs": 30,
+                                                                "lr": 0.05})
+    est.fit(moons.Xs, moons.ys, moons.Xt, eval_set=(moons.Xt_test, moons.yt_test))
+    losses = [r["source_val_loss"] for r in est.history_]
+    assert len(losses) < 30  # stopped early
+    assert est.best_epoch_ == int(np.argmin(losses)) + 1
+    assert losses[est.best_epoch_ - 1] < losses[-1]  # stopped after a worse epoch
+    # the restored model is the best-on-source-validation one, not the last
+    n_val = int(round(0.1 * len(moons.Xs)))
+    va = np.random.default_rng(0).permutation(len(moons.Xs))[:n_val]
+    logp = np.log(est.predict_proba(moons.Xs[va]))
+    nll = -logp[np.arange(n_val), moons.ys[va]].mean()
+    assert nll == pytest.approx(losses[est.best_epoch_ - 1], rel=1e-4)
+
+
+def test_resume_after_interruption_gives_the_same_model(moons, tmp_path, monkeypatch):
+    params = {**FAST, "epochs": 4}
+    full = WDGRLClassifier(**params).fit(moons.Xs, moons.ys, moons.Xt)
+    real_save = estimator_module.save_checkpoint
+    saves = []
+
+    def save_then_interrupt(state, path):
+        real_save(state, path)
+        saves.append(state["epoch"])
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(estimator_module, "save_checkpoint", save_then_interrupt)
+    ck = tmp_path / "run.pt"
+    with pytest.raises(KeyboardInterrupt):
+        WDGRLClassifier(**params).fit(moons.Xs, moons.ys, moons.Xt, checkpoint=ck,
+                                      log_csv=tmp_path / "log.csv")
+    monkeypatch.setattr(estimator_module, "save_checkpoint", real_save)
+    resumed = WDGRLClassifier(**params).fit(moons.Xs, moons.ys, moons.Xt, checkpoint=ck,
+                                            resume=True, log_csv=tmp_path / "log.csv")
+    assert saves == [1, 2] and len(resumed.history_) == 4
+    for p, q in zip(full.extractor_.parameters(), resumed.extractor_.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    np.testing.assert_array_equal(full.predict_proba(moons.Xt_test),
+                                  resumed.predict_proba(moons.Xt_test))
+    assert len((tmp_path / "log.csv").read_text().strip().splitlines()) == 1 + 4
