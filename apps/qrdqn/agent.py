@@ -12,6 +12,7 @@ the n-step discounted sum and gamma becomes gamma**m (m <= n, cut at episode end
 from __future__ import annotations
 
 import copy
+import math
 import random
 import time
 from pathlib import Path
@@ -35,6 +36,11 @@ LOG_FIELDS = ("frames", "updates", "episodic_return", "episodic_length", "loss",
 def _row(**values: Any) -> dict[str, Any]:
     """A CSV row with every column of LOG_FIELDS (blank where this row has nothing)."""
     return {k: values.get(k, "") for k in LOG_FIELDS}
+
+
+def clip_reward(reward: np.ndarray, clip: float) -> np.ndarray:
+    """Rewards for learning: clipped to [-clip, clip] (DQN's sign-like clipping); 0 = raw."""
+    return np.clip(reward, -clip, clip) if clip > 0 else reward
 
 
 def epsilon_at(step: int, cfg: QRDQNConfig) -> float:
@@ -78,7 +84,10 @@ def make_replay(cfg: QRDQNConfig, envs: VectorEnv, device: torch.device) -> Repl
 
 def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
           time_limit_s: float | None = None) -> dict[str, Any]:
-    """Train for ``cfg.total_frames`` (or until ``time_limit_s``); returns the final counters.
+    """Train for ``cfg.total_frames`` (or until ``time_limit_s``).
+
+    Returns the counters (steps, updates, episodes, frames), ``wall_s`` and ``net``, the trained
+    online network.
 
     Writes ``out_dir/log.csv`` (one row per finished episode and every ``log_every_steps``) and
     ``out_dir/checkpoint.pt`` (atomically, every ``checkpoint_every_frames`` and at the end).
@@ -87,6 +96,8 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
     ckpt_path = out_dir / "checkpoint.pt"
     start_time = time.monotonic()
     seed_everything(cfg.seed)
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -157,11 +168,22 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
                 greedy = policy(torch.as_tensor(obs, device=device)).mean(dim=2).argmax(dim=1)
             actions = np.where(rng.random(E) < epsilon, rng.integers(0, A, E),
                                greedy.cpu().numpy())
-            step = envs.step(actions)
+            envs.send(actions)
+            # --- learn while the emulators step: update_period agent steps per update -------
+            if len(replay) >= cfg.learning_starts:
+                pending_updates += E / cfg.update_period
+                while pending_updates >= 1.0:
+                    pending_updates -= 1.0
+                    loss, q_mean = update_fn(replay.sample(cfg.batch_size, sample_gen))
+                    loss_sum += loss
+                    q_sum += q_mean
+                    n_losses += 1
+                    counters["updates"] += 1
+                    if counters["updates"] % cfg.target_update_period == 0:
+                        target_net.load_state_dict(net.state_dict())
+            step = envs.recv()
             # --- store: one frame per env; rewards clipped and life losses terminal for learning -
-            reward = step.reward
-            if cfg.reward_clip > 0:
-                reward = np.clip(reward, -cfg.reward_clip, cfg.reward_clip)
+            reward = clip_reward(step.reward, cfg.reward_clip)
             done = step.terminated | (step.life_lost if cfg.terminal_on_life_loss else False)
             replay.add(envs.newest_frame(obs), actions, np.where(final, 0.0, reward),
                        done & ~final, first, ~final)
@@ -180,26 +202,18 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
                 bar.set_postfix(ret=f"{ep_return[e]:.1f}", refresh=False)
             ep_return[final] = 0.0
             ep_length[final] = 0
-            # --- learn: update_period agent steps per update, target copy every period ---------
-            if len(replay) >= cfg.learning_starts:
-                pending_updates += E / cfg.update_period
-                while pending_updates >= 1.0:
-                    pending_updates -= 1.0
-                    loss, q_mean = update_fn(replay.sample(cfg.batch_size, sample_gen))
-                    loss_sum += loss
-                    q_sum += q_mean
-                    n_losses += 1
-                    counters["updates"] += 1
-                    if counters["updates"] % cfg.target_update_period == 0:
-                        target_net.load_state_dict(net.state_dict())
             bar.update(E * fps_per_step)
             # --- log and checkpoint -------------------------------------------------------------
             if counters["steps"] >= next_log:
                 now = time.monotonic()
                 fps = (counters["steps"] - last_steps) * fps_per_step / max(now - last_time, 1e-9)
                 last_time, last_steps = now, counters["steps"]
+                mean_loss = float(loss_sum) / n_losses if n_losses else 0.0
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(
+                        f"loss is {mean_loss} at frame {frames}; the last checkpoint is intact")
                 logger.log(_row(frames=frames, updates=counters["updates"],
-                                loss=float(loss_sum) / n_losses if n_losses else "",
+                                loss=mean_loss if n_losses else "",
                                 q_mean=float(q_sum) / n_losses if n_losses else "",
                                 epsilon=epsilon, fps=fps))
                 loss_sum.zero_(), q_sum.zero_()
@@ -214,7 +228,7 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
         envs.close()
     checkpoint()
     return dict(counters, frames=counters["steps"] * fps_per_step,
-                wall_s=time.monotonic() - start_time)
+                wall_s=time.monotonic() - start_time, net=net)
 
 
 def _make_update(net: QuantileNetwork, target_net: QuantileNetwork,

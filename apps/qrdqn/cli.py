@@ -22,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="emulator frames to train for (Atari: 4 per agent step)")
     train.add_argument("--num-envs", type=int, default=None, help="parallel environments")
     train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any config key, VALUE parsed as YAML (repeatable)")
     train.add_argument("--out", default="runs/qrdqn", help="run folder (checkpoint.pt, log.csv)")
     train.add_argument("--resume", action="store_true",
                        help="continue from OUT/checkpoint.pt (appends to OUT/log.csv)")
@@ -54,8 +56,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from apps.qrdqn.run import train_and_report
 
-    overrides = {"env_id": args.env_id, "total_frames": args.total_frames,
-                 "num_envs": args.num_envs, "seed": args.seed}
+    import yaml
+
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    overrides.update(env_id=args.env_id, total_frames=args.total_frames,
+                     num_envs=args.num_envs, seed=args.seed)
     summary = train_and_report(args.config, overrides, args.out, args.device, args.resume,
                                args.time_limit_min, args.eval_episodes)
     for key in ("frames", "updates", "episodes", "wall_s", "eval_mean_return"):

@@ -53,6 +53,7 @@ class QRDQNConfig:
     replay_on_device: bool = True  # keep the replay on the learner's GPU when there is one
     compile: bool = False  # torch.compile the network (measure first; see README)
     amp: bool = False  # bfloat16 autocast for the learner on CUDA
+    torch_threads: int = 0  # intra-op CPU threads for torch (0 = torch's default)
 
     def __post_init__(self) -> None:
         positive = (

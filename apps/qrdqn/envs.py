@@ -99,6 +99,7 @@ class VectorEnv:
         self.num_actions = int(self.env.single_action_space.n)
         self.stack = cfg.frame_stack
         self._lives: np.ndarray | None = None
+        self._actions: np.ndarray | None = None
 
     def reset(self, seed: int) -> np.ndarray:
         obs, info = self.env.reset(seed=seed)
@@ -106,7 +107,22 @@ class VectorEnv:
         return self._obs(obs)
 
     def step(self, actions: np.ndarray) -> Step:
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+        self.send(actions)
+        return self.recv()
+
+    def send(self, actions: np.ndarray) -> None:
+        """Start stepping with ``actions``; ale-py's emulator threads run while Python learns."""
+        if self.is_atari:
+            self.env.send(actions)
+        else:
+            self._actions = actions
+
+    def recv(self) -> Step:
+        """Wait for the step started by :meth:`send`."""
+        if self.is_atari:
+            obs, reward, terminated, truncated, info = self.env.recv()
+        else:
+            obs, reward, terminated, truncated, info = self.env.step(self._actions)
         lives = self._read_lives(info)
         life_lost = lives < self._lives
         self._lives = lives

@@ -44,7 +44,8 @@ def plot_curves(log_csvs: list[str | Path], out_png: str | Path, labels: list[st
                title="QR-DQN learning curve")
     ax_loss.set(xlabel="emulator frames", ylabel="quantile Huber loss", yscale="log",
                 title="training loss")
-    ax_ret.legend(fontsize=8)
+    if ax_ret.get_legend_handles_labels()[0]:
+        ax_ret.legend(fontsize=8)
     if ax_loss.lines:
         ax_loss.legend(fontsize=8)
     fig.tight_layout()

@@ -46,7 +46,7 @@ def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: 
     result = train(cfg, out, device, resume=resume,
                    time_limit_s=None if time_limit_min is None else 60.0 * time_limit_min)
     plot_curves([out / "log.csv"], out / "curve.png", labels=[cfg.env_id])
-    summary: dict[str, Any] = dict(result)
+    summary: dict[str, Any] = {k: v for k, v in result.items() if k != "net"}
     if eval_episodes:
         eval_cfg, net = load_agent(out / "checkpoint.pt", device)
         returns = evaluate(net, eval_cfg, eval_episodes, device, csv_path=out / "eval.csv")
