@@ -1,0 +1,123 @@
+import ot
+import pytest
+import torch
+
+import wdist
+
+
+def _clouds(rng, n=60, m=50, d=2):
+    x = torch.tensor(rng.random((n, d)))
+    y = torch.tensor(rng.random((m, d)) + 0.25)
+    return x, y
+
+
+def test_converges_to_emd_as_blur_vanishes(rng):
+    x, y = _clouds(rng, 200, 150)
+    exact = wdist.emd(x, y, p=2).item()
+    errors = [abs(wdist.sinkhorn(x, y, p=2, blur=b).item() - exact) / exact
+              for b in (0.1, 0.01, 1e-3)]
+    assert errors[-1] < 0.01
+    assert errors[0] > errors[-1]
+
+
+def test_p1_converges_to_emd(rng):
+    x, y = _clouds(rng, 80, 70)
+    exact = wdist.emd(x, y, p=1).item()
+    assert wdist.sinkhorn(x, y, p=1, blur=1e-3).item() == pytest.approx(exact, rel=0.01)
+
+
+def test_entropic_cost_matches_pot_log_domain(rng):
+    # Our non-debiased dual value <a,f> + <b,g> equals POT's OT_eps = <P,C> + eps KL(P | a x b).
+    x, y = _clouds(rng, 30, 20)
+    eps = 0.05
+    a, b = torch.full((30,), 1 / 30, dtype=torch.float64), torch.full((20,), 1 / 20,
+                                                                        dtype=torch.float64)
+    cost = torch.cdist(x, y) ** 2
+    plan = ot.bregman.sinkhorn_log(a, b, cost, eps, numItermax=20000, stopThr=1e-13)
+    kl = (plan * torch.log(plan / (a[:, None] * b[None, :]))).sum()
+    ref = ((plan * cost).sum() + eps * kl).item()
+    ours = wdist.sinkhorn(x, y, p=2, blur=eps**0.5, debias=False, scaling=0.95)
+    assert ours.item() == pytest.approx(ref, rel=1e-4)
+
+
+def test_divergence_zero_on_identical_and_nonnegative(rng):
+    x, y = _clouds(rng)
+    assert wdist.sinkhorn(x, x.clone()).item() == pytest.approx(0.0, abs=1e-12)
+    for blur in (0.01, 0.1, 1.0):
+        assert wdist.sinkhorn(x, x + 1e-4, blur=blur).item() >= 0
+        assert wdist.sinkhorn(x, y, blur=blur).item() > 0
+
+
+@pytest.mark.parametrize("p", [1, 2, 1.5])
+def test_dense_and_online_agree(rng, p):
+    x, y = _clouds(rng, 70, 40, 3)
+    a = torch.rand(70, dtype=torch.float64, requires_grad=True)
+    x.requires_grad_(True)
+    outs = []
+    for backend in ("dense", "online"):
+        val = wdist.sinkhorn(x, y, a=a, p=p, blur=0.05, backend=backend)
+        outs.append((val, *torch.autograd.grad(val, (x, a))))
+    for u, v in zip(outs[0], outs[1]):
+        assert torch.allclose(u, v, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("backend", ["dense", "online"])
+@pytest.mark.parametrize("debias", [True, False])
+def test_gradient_matches_finite_differences(rng, backend, debias):
+    x, y = _clouds(rng, 8, 6)
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    a = torch.tensor(rng.random(8) + 0.5, requires_grad=True)
+
+    def f(u, v, w):
+        return wdist.sinkhorn(u, v, a=w, blur=0.3, debias=debias, tol=1e-10, backend=backend)
+
+    assert torch.autograd.gradcheck(f, (x, y, a), atol=1e-6, rtol=1e-4)
+
+
+def test_batched_masks_equal_unpadded(rng):
+    x1, y1 = _clouds(rng, 10, 7)
+    x2, y2 = _clouds(rng, 6, 9)
+    xb = torch.zeros(2, 10, 2, dtype=torch.float64)
+    yb = torch.zeros(2, 9, 2, dtype=torch.float64)
+    a = torch.zeros(2, 10, dtype=torch.float64)
+    b = torch.zeros(2, 9, dtype=torch.float64)
+    xb[0], yb[0, :7], a[0], b[0, :7] = x1, y1, 1, 1
+    xb[1, :6], yb[1], a[1, :6], b[1] = x2, y2, 1, 1
+    batched = wdist.sinkhorn(xb, yb, a, b, blur=0.1, diameter=2.0)
+    single = [wdist.sinkhorn(x1, y1, blur=0.1, diameter=2.0),
+              wdist.sinkhorn(x2, y2, blur=0.1, diameter=2.0)]
+    assert batched.shape == (2,)
+    assert torch.allclose(batched, torch.stack(single), rtol=1e-10)
+
+
+def test_stable_at_tiny_blur_float32(rng):
+    x, y = _clouds(rng, 100, 100)
+    val = wdist.sinkhorn(x.float(), y.float(), blur=1e-3)
+    exact = wdist.emd(x, y, p=2).item()
+    assert torch.isfinite(val) and val.item() == pytest.approx(exact, rel=0.02)
+
+
+def test_plan_and_potentials(rng):
+    x, y = _clouds(rng, 20, 15)
+    cost, plan, f, g = wdist.sinkhorn(x, y, blur=0.1, debias=False, return_plan=True,
+                                      return_potentials=True, tol=1e-8, max_iter=2000)
+    assert plan.shape == (20, 15) and f.shape == (20,) and g.shape == (15,)
+    assert torch.allclose(plan.sum(1), torch.full((20,), 1 / 20, dtype=plan.dtype), atol=1e-8)
+    assert torch.allclose(plan.sum(0), torch.full((15,), 1 / 15, dtype=plan.dtype), atol=1e-8)
+    # the dual value equals the primal one at convergence: <P, C> + eps KL(P | a x b)
+    eps = 0.1**2
+    kl = (plan * torch.log(plan * 20 * 15)).sum()
+    primal = (plan * torch.cdist(x, y) ** 2).sum() + eps * kl
+    assert cost.item() == pytest.approx(primal.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="return_plan"):
+        wdist.sinkhorn(x, y, backend="online", return_plan=True)
+
+
+def test_unbalanced_tends_to_balanced_for_large_reach(rng):
+    x, y = _clouds(rng, 30, 25)
+    bal = wdist.sinkhorn(x, y, blur=0.05).item()
+    unb = wdist.sinkhorn(x, y, blur=0.05, reach=100.0).item()
+    small = wdist.sinkhorn(x, y, blur=0.05, reach=0.05).item()
+    assert unb == pytest.approx(bal, rel=1e-2)
+    assert small < bal  # relaxing the marginals can only lower the cost

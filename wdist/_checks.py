@@ -1,0 +1,120 @@
+"""Input validation for every public function: clear errors that name the argument.
+
+Value checks (NaN/inf, negative mass) need a device sync; they can be switched off for hot training
+loops with :func:`set_validation` (as with torch.distributions' ``set_default_validate_args``).
+Shape, dtype and device checks always run: they are free.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+_VALIDATE = True
+
+
+def set_validation(enabled: bool) -> None:
+    """Turn the value checks (finite inputs, non-negative weights) on or off globally."""
+    global _VALIDATE
+    _VALIDATE = bool(enabled)
+
+
+def validation_enabled() -> bool:
+    return _VALIDATE
+
+
+def as_tensor(x: Any, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    """Convert ``x`` (tensor, numpy array, list) to a floating tensor; check it is finite."""
+    if x is None:
+        raise TypeError(f"{name} must be an array or tensor, got None")
+    if not isinstance(x, torch.Tensor):
+        try:
+            arr = np.asarray(x)
+        except Exception as err:  # pragma: no cover - exotic inputs
+            raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from err
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+            raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+        dtype = like.dtype if like is not None else None
+        device = like.device if like is not None else None
+        if dtype is None and not np.issubdtype(arr.dtype, np.floating):
+            dtype = torch.get_default_dtype()
+        x = torch.as_tensor(arr, dtype=dtype, device=device)
+    if not x.is_floating_point():
+        if like is not None:
+            x = x.to(like.dtype)
+        else:
+            x = x.to(torch.get_default_dtype())
+    if like is not None:
+        if x.device != like.device:
+            raise TypeError(
+                f"{name} is on {x.device} but the other inputs are on {like.device}; "
+                "move them to one device"
+            )
+        if x.dtype != like.dtype:
+            raise TypeError(f"{name} has dtype {x.dtype} but the other inputs have {like.dtype}")
+    if _VALIDATE and x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+
+def check_points(x: torch.Tensor, name: str, batched: bool = False) -> torch.Tensor:
+    """Point clouds: ``[n, d]`` (or ``[B, n, d]`` when ``batched``); 1-D ``[n]`` means ``d = 1``."""
+    if x.dim() == 1:
+        x = x[:, None]
+    allowed = (2, 3) if batched else (2,)
+    if x.dim() not in allowed:
+        shape = "[n, d] or [B, n, d]" if batched else "[n, d]"
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
+    if x.shape[-2] == 0:
+        raise ValueError(f"{name} is empty: it needs at least one point")
+    if x.shape[-1] == 0:
+        raise ValueError(f"{name} has zero features (shape {tuple(x.shape)})")
+    return x
+
+
+def check_same_dim(x: torch.Tensor, y: torch.Tensor, xname: str = "x", yname: str = "y") -> None:
+    if x.shape[-1] != y.shape[-1]:
+        raise ValueError(
+            f"{xname} and {yname} must have the same number of features (last dim), "
+            f"got {x.shape[-1]} and {y.shape[-1]}"
+        )
+
+
+def check_weights(
+    w: Any, name: str, shape: Sequence[int], like: torch.Tensor, normalize: bool = True
+) -> torch.Tensor:
+    """Weights of shape ``shape`` (uniform if None), non-negative, positive total mass."""
+    shape = tuple(shape)
+    if w is None:
+        return torch.full(shape, 1.0 / shape[-1], dtype=like.dtype, device=like.device)
+    w = as_tensor(w, name, like=like)
+    if tuple(w.shape) != shape:
+        raise ValueError(f"{name} must have shape {list(shape)}, got {list(w.shape)}")
+    if _VALIDATE:
+        if bool((w < 0).any()):
+            raise ValueError(f"{name} has negative entries: weights must be >= 0")
+        if bool((w.sum(-1) <= 0).any()):
+            raise ValueError(f"{name} has zero total mass: weights must sum to a positive number")
+    return w / w.sum(-1, keepdim=True) if normalize else w
+
+
+def check_p(p: float) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"p must be a number >= 1, got {p!r}")
+    if not math.isfinite(p) or p < 1:
+        raise ValueError(f"p must be a finite number >= 1, got {p!r}")
+    return float(p)
+
+
+def check_positive(value: Any, name: str, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a positive number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return value

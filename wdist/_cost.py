@@ -1,0 +1,21 @@
+"""Ground costs ``C_ij = ||x_i - y_j||^p`` shared by the exact and entropic solvers."""
+
+from __future__ import annotations
+
+import torch
+
+
+def sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``||x_i - y_j||^2`` for ``x [..., n, d]``, ``y [..., m, d]`` -> ``[..., n, m]`` (>= 0)."""
+    xx = (x * x).sum(-1, keepdim=True)
+    yy = (y * y).sum(-1).unsqueeze(-2)
+    return (xx + yy - 2 * x @ y.transpose(-1, -2)).clamp_min_(0)
+
+
+def cost_matrix(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
+    """``C_ij = ||x_i - y_j||^p``; exact squared distances for p = 2, ``torch.cdist`` otherwise."""
+    if p == 2:
+        return sq_dist(x, y)
+    # cdist's own backward returns 0 (not NaN) at zero distance
+    d = torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist")
+    return d if p == 1 else d.pow(p)

@@ -1,0 +1,237 @@
+r"""The Kantorovich–Rubinstein dual critic for W1 and its three Lipschitz constraints.
+
+.. math::  W_1(P, Q) = \sup_{\|f\|_L \le 1} \mathbb{E}_{x \sim P} f(x) - \mathbb{E}_{y \sim Q} f(y)
+
+A neural critic ``f`` approximates the supremum; the constraint is enforced by weight clipping
+(Arjovsky et al. 2017), a gradient penalty (Gulrajani et al. 2017; one-sided: Petzka et al. 2018)
+or spectral normalisation (Miyato et al. 2018).
+
+What each estimates (measured in ``tests/test_core_critic.py``): a penalty is a soft constraint,
+so a GP critic settles at a slope of about ``1 + W1 / (2 lam)`` and over-estimates W1 by that
+factor (+11% at W1 = 2.3, lam = 10); spectral normalisation bounds the slope by 1 and lands within
+a few % below W1; a clipped critic estimates ``K * W1`` for an unknown, architecture-dependent
+``K`` (about 1e-3 for a 64-64 MLP at c = 0.01): useful as a training signal, not as a distance.
+:class:`WassersteinCritic` owns the critic loop
+that WGAN and WDGRL both use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+LIPSCHITZ = ("gp", "clip", "sn")
+_NORMALIZED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
+
+
+def _check_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
+    if not isinstance(real, torch.Tensor) or not isinstance(fake, torch.Tensor):
+        raise TypeError("real and fake must be torch tensors")
+    if real.shape[1:] != fake.shape[1:] or real.dim() < 2:
+        raise ValueError(
+            f"real and fake must be batches [B, ...] of the same sample shape, got "
+            f"{list(real.shape)} and {list(fake.shape)}"
+        )
+    if real.shape[0] == 0 or fake.shape[0] == 0:
+        raise ValueError("real and fake must each hold at least one sample")
+
+
+def _penalty(
+    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, one_sided: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (one- or two-sided) squared excess gradient norm at random interpolates, and the mean
+    gradient norm there."""
+    bsz = min(real.shape[0], fake.shape[0])
+    real, fake = real[:bsz], fake[:bsz]
+    alpha = torch.rand((bsz,) + (1,) * (real.dim() - 1), device=real.device, dtype=real.dtype)
+    interp = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    out = critic(interp)
+    (grad,) = torch.autograd.grad(out.sum(), interp, create_graph=True)
+    norm = grad.flatten(1).norm(dim=1)
+    excess = (norm - 1).clamp_min(0) if one_sided else norm - 1
+    return (excess**2).mean(), norm.detach().mean()
+
+
+def gradient_penalty(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    lam: float = 10.0,
+    one_sided: bool = False,
+) -> torch.Tensor:
+    r"""WGAN-GP penalty :math:`\lambda\, \mathbb{E}_{\hat x}[(\|\nabla f(\hat x)\|_2 - 1)^2]`.
+
+    :math:`\hat x = \alpha x_{real} + (1 - \alpha) x_{fake}` with one :math:`\alpha \sim U[0, 1]`
+    per sample; inputs ``[B, ...]`` of any sample shape (the norm is over all non-batch dims).
+    ``one_sided=True`` penalises only norms above 1: :math:`\lambda\,\mathbb{E}[\max(0, \|\nabla
+    f\| - 1)^2]`. Built with ``create_graph=True`` so that it trains the critic.
+    """
+    _check_pair(real, fake)
+    return lam * _penalty(critic, real, fake, one_sided)[0]
+
+
+@torch.no_grad()
+def clip_weights_(module: nn.Module, c: float = 0.01) -> nn.Module:
+    """Clamp every parameter of ``module`` to ``[-c, c]`` in place (the original WGAN)."""
+    if c <= 0:
+        raise ValueError(f"c must be > 0, got {c}")
+    for param in module.parameters():
+        param.clamp_(-c, c)
+    return module
+
+
+def spectral_normalize(module: nn.Module, n_power_iterations: int = 1) -> nn.Module:
+    """Wrap every Linear / Conv / ConvTranspose in ``module`` (itself included) with torch's
+    spectral-norm parametrisation ``W / sigma(W)`` (in place; modules already wrapped are kept)."""
+    from torch.nn.utils import parametrize
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    for sub in list(module.modules()):
+        if isinstance(sub, _NORMALIZED) and not parametrize.is_parametrized(sub, "weight"):
+            spectral_norm(sub, n_power_iterations=n_power_iterations)
+    return module
+
+
+def _mean_output(critic: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return critic(x).reshape(x.shape[0], -1).mean()
+
+
+def critic_loss(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    lipschitz: str = "gp",
+    lam: float = 10.0,
+    one_sided: bool = False,
+) -> torch.Tensor:
+    r"""The critic's loss :math:`\mathbb{E} f(\text{fake}) - \mathbb{E} f(\text{real})`
+    (+ the gradient penalty when ``lipschitz="gp"``): minimising it maximises the W1 estimate."""
+    _check_pair(real, fake)
+    if lipschitz not in LIPSCHITZ:
+        raise ValueError(f"lipschitz must be one of {LIPSCHITZ}, got {lipschitz!r}")
+    loss = _mean_output(critic, fake) - _mean_output(critic, real)
+    if lipschitz == "gp":
+        loss = loss + gradient_penalty(critic, real, fake, lam, one_sided)
+    return loss
+
+
+def generator_loss(critic: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+    r"""The generator's loss :math:`-\mathbb{E} f(\text{fake})`."""
+    if not isinstance(fake, torch.Tensor) or fake.dim() < 2 or fake.shape[0] == 0:
+        raise ValueError("fake must be a non-empty batch tensor [B, ...]")
+    return -_mean_output(critic, fake)
+
+
+_DEFAULT_OPTIM: dict[str, Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]] = {
+    # Arjovsky et al. 2017, Algorithm 1: RMSProp, alpha = 5e-5.
+    "clip": lambda ps: torch.optim.RMSprop(ps, lr=5e-5),
+    # Gulrajani et al. 2017, Algorithm 1: Adam, alpha = 1e-4, beta1 = 0, beta2 = 0.9.
+    "gp": lambda ps: torch.optim.Adam(ps, lr=1e-4, betas=(0.0, 0.9)),
+    # Miyato et al. 2018, setting (C), n_dis = 5: Adam, alpha = 2e-4, beta1 = 0.5, beta2 = 0.999.
+    "sn": lambda ps: torch.optim.Adam(ps, lr=2e-4, betas=(0.5, 0.999)),
+}
+
+
+class WassersteinCritic:
+    """A critic network, its Lipschitz method and its optimiser: the one W1 critic loop.
+
+    Args:
+        module: the critic network ``f: [B, ...] -> [B] or [B, 1]``.
+        lipschitz: ``"gp"`` (gradient penalty), ``"clip"`` (weight clipping) or ``"sn"``
+            (spectral normalisation, applied to ``module`` here).
+        lam: gradient-penalty weight.  clip_value: clipping bound ``c``.
+        one_sided: one-sided gradient penalty.
+        optimizer: a ``torch.optim.Optimizer`` over ``module``'s parameters, a callable
+            ``params -> Optimizer``, or None for the method's paper default (``_DEFAULT_OPTIM``).
+
+    Use ``step(real, fake)`` ``n_critic`` times per generator / extractor step, then put
+    ``estimate(real, fake)`` (or :func:`generator_loss`) into that model's loss.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        lipschitz: str = "gp",
+        lam: float = 10.0,
+        clip_value: float = 0.01,
+        one_sided: bool = False,
+        optimizer: torch.optim.Optimizer | Callable[..., torch.optim.Optimizer] | None = None,
+    ) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        if lipschitz not in LIPSCHITZ:
+            raise ValueError(f"lipschitz must be one of {LIPSCHITZ}, got {lipschitz!r}")
+        if lam < 0 or clip_value <= 0:
+            raise ValueError(f"need lam >= 0 and clip_value > 0, got {lam}, {clip_value}")
+        self.module = spectral_normalize(module) if lipschitz == "sn" else module
+        self.lipschitz, self.lam, self.clip_value, self.one_sided = (
+            lipschitz,
+            lam,
+            clip_value,
+            one_sided,
+        )
+        if optimizer is None:
+            optimizer = _DEFAULT_OPTIM[lipschitz]
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            optimizer = optimizer(self.module.parameters())
+        self.optimizer = optimizer
+        if lipschitz == "clip":
+            clip_weights_(self.module, clip_value)
+
+    def step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        """One critic update on a batch; inputs are detached. Returns the logged quantities:
+        ``critic_loss``, ``w1`` (the estimate before the update), ``gp`` (penalty, 0 unless GP)
+        and ``grad_norm`` (mean gradient norm at the interpolates; NaN unless GP)."""
+        _check_pair(real, fake)
+        real, fake = real.detach(), fake.detach()
+        self.module.train()
+        w1 = _mean_output(self.module, real) - _mean_output(self.module, fake)
+        loss = -w1
+        gp = grad_norm = torch.full((), float("nan"))
+        if self.lipschitz == "gp":
+            penalty, grad_norm = _penalty(self.module, real, fake, self.one_sided)
+            gp = self.lam * penalty
+            loss = loss + gp
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.lipschitz == "clip":
+            clip_weights_(self.module, self.clip_value)
+        return {
+            "critic_loss": float(loss.detach()),
+            "w1": float(w1.detach()),
+            "gp": float(gp.detach()) if self.lipschitz == "gp" else 0.0,
+            "grad_norm": float(grad_norm),
+        }
+
+    def estimate(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        r"""The W1 estimate :math:`\mathbb{E} f(\text{real}) - \mathbb{E} f(\text{fake})`,
+        differentiable w.r.t. ``real`` and ``fake`` (use it in the generator / extractor loss)."""
+        _check_pair(real, fake)
+        return _mean_output(self.module, real) - _mean_output(self.module, fake)
+
+    def fit(
+        self,
+        real: torch.Tensor,
+        fake: torch.Tensor,
+        steps: int,
+        batch_size: int = 256,
+        generator: torch.Generator | None = None,
+    ) -> list[dict[str, float]]:
+        """Train the critic on two fixed sample sets for ``steps`` minibatch updates."""
+        hist = []
+        for _ in range(steps):
+            i = torch.randint(len(real), (batch_size,), generator=generator).to(real.device)
+            j = torch.randint(len(fake), (batch_size,), generator=generator).to(fake.device)
+            hist.append(self.step(real[i], fake[j]))
+        return hist
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])

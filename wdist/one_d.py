@@ -1,0 +1,88 @@
+"""Closed-form Wasserstein distance between 1-D distributions through quantile functions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from wdist._checks import as_tensor, check_p, check_weights
+
+
+def _prepare(values: Any, weights: Any, name: str, like: torch.Tensor | None):
+    v = as_tensor(values, name, like=like)
+    if v.dim() == 0 or v.shape[-1] == 0:
+        raise ValueError(f"{name} must have shape [..., n] with n >= 1, got {tuple(v.shape)}")
+    w = None
+    if weights is not None:
+        w = check_weights(weights, name.replace("values", "weights"), v.shape, like=v)
+    return v, w
+
+
+def quantile_function(
+    qs: torch.Tensor, cdf: torch.Tensor, sorted_values: torch.Tensor
+) -> torch.Tensor:
+    """Generalised inverse ``F^{-1}(q) = inf{x : F(x) >= q}`` of a discrete distribution.
+
+    ``cdf`` and ``sorted_values`` are ``[..., n]`` (cumulative weights of the sorted support),
+    ``qs`` is ``[..., k]`` of levels in [0, 1]; returns ``[..., k]``.
+    """
+    idx = torch.searchsorted(cdf.contiguous(), qs.contiguous(), right=False)
+    idx = idx.clamp_(max=sorted_values.shape[-1] - 1)
+    return torch.gather(sorted_values, -1, idx)
+
+
+def wasserstein_1d(
+    u_values: Any,
+    v_values: Any,
+    u_weights: Any = None,
+    v_weights: Any = None,
+    p: float = 1,
+) -> torch.Tensor:
+    r"""Optimal-transport cost between two 1-D distributions: :math:`W_p^p`.
+
+    .. math::  W_p^p(\mu, \nu) = \int_0^1 |F_\mu^{-1}(q) - F_\nu^{-1}(q)|^p \, dq
+
+    computed exactly on the merged quantile levels of both sorted CDFs (O((n+m) log(n+m))).
+
+    Args:
+        u_values: ``[..., n]`` support of the first distribution (last dim holds the samples).
+        v_values: ``[..., m]`` support of the second; leading dims must broadcast with ``u``'s.
+        u_weights, v_weights: optional non-negative masses of the same shapes (uniform if None);
+            normalised to sum to 1 along the last dim.
+        p: ground cost exponent, ``p >= 1``.
+
+    Returns:
+        ``[...]`` tensor of :math:`W_p^p` (for ``p = 1`` this is :math:`W_1`); differentiable
+        with respect to values and weights.
+    """
+    p = check_p(p)
+    u, uw = _prepare(u_values, u_weights, "u_values", None)
+    v, vw = _prepare(v_values, v_weights, "v_values", u)
+    try:
+        batch = torch.broadcast_shapes(u.shape[:-1], v.shape[:-1])
+    except RuntimeError as err:
+        raise ValueError(
+            f"leading dims of u_values {tuple(u.shape[:-1])} and v_values {tuple(v.shape[:-1])} "
+            "do not broadcast"
+        ) from err
+    n, m = u.shape[-1], v.shape[-1]
+    u = u.expand(*batch, n)
+    v = v.expand(*batch, m)
+
+    if uw is None and vw is None and n == m:
+        # Equal uniform masses: the optimal plan matches order statistics.
+        diff = u.sort(-1).values - v.sort(-1).values
+        return diff.abs().pow(p).mean(-1)
+
+    u_sorted, u_idx = u.sort(-1)
+    v_sorted, v_idx = v.sort(-1)
+    uw = uw.expand(*batch, n) if uw is not None else u.new_full((*batch, n), 1.0 / n)
+    vw = vw.expand(*batch, m) if vw is not None else v.new_full((*batch, m), 1.0 / m)
+    u_cdf = torch.cumsum(torch.gather(uw, -1, u_idx), -1)
+    v_cdf = torch.cumsum(torch.gather(vw, -1, v_idx), -1)
+    qs = torch.cat([u_cdf, v_cdf], -1).sort(-1).values
+    u_q = quantile_function(qs, u_cdf, u_sorted)
+    v_q = quantile_function(qs, v_cdf, v_sorted)
+    delta = torch.diff(qs, dim=-1, prepend=torch.zeros_like(qs[..., :1]))
+    return (delta * (u_q - v_q).abs().pow(p)).sum(-1)
