@@ -6,7 +6,10 @@ ratio (one update per 4 agent steps), torch on CPU with the same thread count. T
 
 1. acting frames/s: environment + epsilon-greedy policy + replay writes, no learning;
 2. learner updates/s: sample a batch of 32 from a filled replay + one Adam step;
-3. end to end frames/s at the paper's replay ratio.\n\nAll frames/s are steady state: timing starts after 1,000 agent steps (setup, and the replay's\nwarm-up: learning starts there).
+3. end to end frames/s at the paper's replay ratio.
+
+All frames/s are steady state: timing starts after 1,000 agent steps (setup, and the replay's
+warm-up: learning starts there).
 
 Each is the median of ``--repeats`` runs; ratios are ours / sb3. Writes results/qrdqn/benchmark.md
 and .json with the machine, versions and command. Needs ``pip install sb3-contrib
@@ -137,8 +140,10 @@ def main() -> None:
     }
     results = {}
     for name, (ours, theirs) in rows.items():
-        a = [ours() for _ in range(args.repeats)]
-        b = [theirs() for _ in range(args.repeats)]
+        a, b = [], []
+        for _ in range(args.repeats):  # interleaved, so a load change on the box hits both
+            a.append(ours())
+            b.append(theirs())
         results[name] = {"ours": statistics.median(a), "sb3_contrib": statistics.median(b),
                          "ours_runs": a, "sb3_contrib_runs": b,
                          "ratio": statistics.median(a) / statistics.median(b)}

@@ -1,4 +1,4 @@
-"""The agent end to end on CartPole-v1 (CPU): checkpoints, resume, CLI, protocol pieces, learning."""
+"""The agent end to end on CartPole-v1 (CPU): checkpoints, resume, CLI, protocol, learning."""
 
 from __future__ import annotations
 

@@ -54,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from apps.qrdqn.run import train_and_report
-
     import yaml
+
+    from apps.qrdqn.run import train_and_report
 
     overrides = {}
     for item in args.overrides:
