@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -125,8 +126,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "results/qrdqn"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    import os
-
     os.environ.setdefault("WDIST_NO_PROGRESS", "1")
     never = 10**9
     rows = {
@@ -163,6 +162,7 @@ def main() -> None:
                      "stable_baselines3": stable_baselines3.__version__,
                      "python": sys.version.split()[0]},
         "command": "python " + " ".join(sys.argv), "repeats": args.repeats,
+        "load_average_1_5_15_min_at_end": os.getloadavg(),
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,8 +172,9 @@ def main() -> None:
         f"Machine: {meta['machine']} ({meta['cpu_count']} cores), torch threads "
         f"{args.threads}; ours {args.num_envs} envs (ale-py vector env), sb3-contrib 1 env "
         "(its Atari default). Medians of "
-        f"{args.repeats} runs. Versions: " + ", ".join(f"{k} {v}" for k, v in
-                                                      meta["versions"].items()) + ".", "",
+        f"{args.repeats} interleaved runs; load average at the end "
+        f"{meta['load_average_1_5_15_min_at_end'][0]:.1f}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".", "",
         f"Command: `{meta['command']}`", "",
         "| measure | ours | sb3-contrib | ratio |", "|---|---:|---:|---:|",
     ]

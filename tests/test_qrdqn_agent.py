@@ -30,8 +30,8 @@ def _quiet(monkeypatch):
 
 
 def _tiny(**overrides) -> QRDQNConfig:
-    base = {"total_frames": 2000, "learning_starts": 400, "log_every_steps": 400,
-            "checkpoint_every_frames": 1000}
+    base = {"total_frames": 1200, "learning_starts": 400, "log_every_steps": 400,
+            "checkpoint_every_frames": 800, "mlp_hidden": [64, 64]}
     return load_config(QRDQNConfig, CARTPOLE, {**base, **overrides})
 
 
@@ -48,9 +48,9 @@ def test_save_load_gives_identical_actions(tmp_path):
 
 
 def test_resume_continues_counters_log_and_optimizer(tmp_path):
-    first = train(_tiny(total_frames=1600), tmp_path, torch.device("cpu"))
-    resumed = train(_tiny(total_frames=3200), tmp_path, torch.device("cpu"), resume=True)
-    assert first["steps"] == 1600 and resumed["steps"] == 3200
+    first = train(_tiny(total_frames=800), tmp_path, torch.device("cpu"))
+    resumed = train(_tiny(total_frames=1600), tmp_path, torch.device("cpu"), resume=True)
+    assert first["steps"] == 800 and resumed["steps"] == 1600
     assert resumed["updates"] > first["updates"]
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["counters"]["updates"] == resumed["updates"]
@@ -60,7 +60,7 @@ def test_resume_continues_counters_log_and_optimizer(tmp_path):
         rows = list(csv.reader(fh))
     assert rows[0][0] == "frames" and sum(r[0] == "frames" for r in rows) == 1
     frames = [int(r[0]) for r in rows[1:] if r[4]]  # the loss rows
-    assert frames == sorted(frames) and frames[-1] == 3200
+    assert frames == sorted(frames) and frames[-1] == 1600
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
@@ -102,14 +102,15 @@ def test_atari_preprocessing_and_reward_clipping():
 
 def test_cli_train_eval_plot(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["qrdqn", "train", "--config", str(CARTPOLE), "--total-frames", "1600",
+    code = main(["qrdqn", "train", "--config", str(CARTPOLE), "--total-frames", "800",
                  "--set", "learning_starts=400", "--set", "log_every_steps=400",
+                 "--set", "mlp_hidden=[64, 64]",
                  "--out", str(out), "--eval-episodes", "2", "--device", "cpu"])
     assert code == 0
     for name in ("checkpoint.pt", "log.csv", "curve.png", "eval.csv", "summary.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames"] == 1600 and summary["eval_episodes"] == 2
+    assert summary["frames"] == 800 and summary["eval_episodes"] == 2
     assert main(["qrdqn", "eval", "--checkpoint", str(out / "checkpoint.pt"), "--episodes", "3",
                  "--out", str(tmp_path / "e.csv"), "--device", "cpu"]) == 0
     with open(tmp_path / "e.csv", newline="") as fh:
