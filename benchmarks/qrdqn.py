@@ -4,7 +4,7 @@ Same env (ALE/Pong-v5 dynamics: frame skip 4, sticky actions 0.25, 84x84 grey, s
 network (Nature-DQN torso, 512 units, 200 quantiles per action), same batch (32), same replay
 ratio (one update per 4 agent steps), torch on CPU with the same thread count. Three numbers:
 
-1. acting frames/s: environment + epsilon-greedy policy + replay writes, no learning;
+1. acting frames/s: environment + epsilon-greedy policy (epsilon 0.01) + replay writes;
 2. learner updates/s: sample a batch of 32 from a filled replay + one Adam step;
 3. end to end frames/s at the paper's replay ratio.
 
@@ -39,13 +39,16 @@ from apps.runtime.logging import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 WARMUP_STEPS = 1000  # agent steps before timing starts (and before learning starts in e2e)
+# Both act at the paper's final epsilon throughout: sb3 skips the network for exploratory
+# actions, so an epsilon near 1 would time its random-action shortcut, not acting.
+EPSILON = 0.01
 
 
 def ours_config(num_envs: int, learning_starts: int, total_frames: int) -> QRDQNConfig:
     return load_config(QRDQNConfig, ROOT / "configs/qrdqn/atari-paper.yaml", {
         "num_envs": num_envs, "learning_starts": learning_starts, "total_frames": total_frames,
         "replay_capacity": 20_000, "log_every_steps": WARMUP_STEPS,
-        "checkpoint_every_frames": 10**12, "epsilon_decay_steps": 10**9,
+        "checkpoint_every_frames": 10**12, "epsilon_start": EPSILON, "epsilon_final": EPSILON,
     })
 
 
@@ -93,7 +96,8 @@ def sb3_model(learning_starts: int):
     env = VecFrameStack(env, n_stack=4)
     return QRDQN("CnnPolicy", env, learning_rate=5e-5, buffer_size=20_000, batch_size=32,
                  learning_starts=learning_starts, train_freq=4, gradient_steps=1,
-                 target_update_interval=10_000, exploration_fraction=1.0, seed=0,
+                 target_update_interval=10_000, exploration_initial_eps=EPSILON,
+                 exploration_final_eps=EPSILON, seed=0,
                  device="cpu", policy_kwargs={"n_quantiles": 200}, verbose=0)
 
 
@@ -137,18 +141,6 @@ def main() -> None:
             lambda: ours_fps(args.num_envs, args.e2e_frames, WARMUP_STEPS),
             lambda: sb3_fps(args.e2e_frames, WARMUP_STEPS)),
     }
-    results = {}
-    for name, (ours, theirs) in rows.items():
-        a, b = [], []
-        for _ in range(args.repeats):  # interleaved, so a load change on the box hits both
-            a.append(ours())
-            b.append(theirs())
-        results[name] = {"ours": statistics.median(a), "sb3_contrib": statistics.median(b),
-                         "ours_runs": a, "sb3_contrib_runs": b,
-                         "ratio": statistics.median(a) / statistics.median(b)}
-        print(f"{name}: ours {results[name]['ours']:.1f}, sb3-contrib "
-              f"{results[name]['sb3_contrib']:.1f}, ratio {results[name]['ratio']:.2f}x",
-              flush=True)
     import ale_py
     import gymnasium
     import sb3_contrib
@@ -162,17 +154,33 @@ def main() -> None:
                      "stable_baselines3": stable_baselines3.__version__,
                      "python": sys.version.split()[0]},
         "command": "python " + " ".join(sys.argv), "repeats": args.repeats,
-        "load_average_1_5_15_min_at_end": os.getloadavg(),
     }
-    out = Path(args.out)
+    results = {}
+    for name, (ours, theirs) in rows.items():
+        a, b = [], []
+        for _ in range(args.repeats):  # interleaved, so a load change on the box hits both
+            a.append(ours())
+            b.append(theirs())
+        results[name] = {"ours": statistics.median(a), "sb3_contrib": statistics.median(b),
+                         "ours_runs": a, "sb3_contrib_runs": b,
+                         "ratio": statistics.median(a) / statistics.median(b)}
+        print(f"{name}: ours {results[name]['ours']:.1f}, sb3-contrib "
+              f"{results[name]['sb3_contrib']:.1f}, ratio {results[name]['ratio']:.2f}x",
+              flush=True)
+        _write(Path(args.out), meta, results)  # after every row, so a cut run keeps its numbers
+    print(f"wrote {Path(args.out) / 'benchmark.md'}")
+
+
+def _write(out: Path, meta: dict, results: dict) -> None:
+    meta["load_average_1_5_15_min_at_end"] = os.getloadavg()
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     lines = [
         "# QR-DQN speed: ours vs sb3-contrib QRDQN (Pong, CPU)", "",
         f"Machine: {meta['machine']} ({meta['cpu_count']} cores), torch threads "
-        f"{args.threads}; ours {args.num_envs} envs (ale-py vector env), sb3-contrib 1 env "
-        "(its Atari default). Medians of "
-        f"{args.repeats} interleaved runs; load average at the end "
+        f"{meta['torch_threads']}; ours {meta['our_num_envs']} envs (ale-py vector env), "
+        "sb3-contrib 1 env (its Atari default). Medians of "
+        f"{meta['repeats']} interleaved runs; load average at the end "
         f"{meta['load_average_1_5_15_min_at_end'][0]:.1f}. Versions: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".", "",
         f"Command: `{meta['command']}`", "",
@@ -182,7 +190,6 @@ def main() -> None:
         lines.append(f"| {name} | {r['ours']:.1f} | {r['sb3_contrib']:.1f} | "
                      f"{r['ratio']:.2f}x |")
     (out / "benchmark.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / 'benchmark.md'}")
 
 
 if __name__ == "__main__":
