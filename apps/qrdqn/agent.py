@@ -172,7 +172,7 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
             actions = np.where(rng.random(E) < epsilon, rng.integers(0, A, E),
                                greedy.cpu().numpy())
             envs.send(actions)
-            # --- learn while the emulators step: update_period agent steps per update -------
+            # --- learn between send and recv: update_period agent steps per update ----------
             if len(replay) >= cfg.learning_starts:
                 pending_updates += E / cfg.update_period
                 while pending_updates >= 1.0:

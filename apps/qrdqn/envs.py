@@ -111,7 +111,8 @@ class VectorEnv:
         return self.recv()
 
     def send(self, actions: np.ndarray) -> None:
-        """Start stepping with ``actions``; ale-py's emulator threads run while Python learns."""
+        """Start stepping with ``actions`` (ale-py's send/recv split; the agent learns between the
+        two, so any emulation ale-py leaves to its threads after ``send`` overlaps learning)."""
         if self.is_atari:
             self.env.send(actions)
         else:
