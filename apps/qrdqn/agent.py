@@ -1,0 +1,255 @@
+"""QR-DQN (Dabney, Rowland, Bellemare, Munos, AAAI 2018), readable top to bottom.
+
+The return distribution of each action is N Diracs theta_1..theta_N at the quantile midpoints
+tau_hat_i = (2i + 1) / (2N). The target of a transition (s, a, r, s') is the N samples
+T theta_j = r + gamma * theta'_j(s', a*),  a* = argmax_a' (1/N) sum_j theta'_j(s', a')
+from the target network theta', and theta(s, a) is fitted to it by the quantile Huber loss (eq. 10),
+``wdist.quantile_huber_loss``: minimising it moves theta towards the quantiles of the target,
+i.e. the projection that minimises the 1-Wasserstein distance. With ``n_step`` > 1 the reward is
+the n-step discounted sum and gamma becomes gamma**m (m <= n, cut at episode ends).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import wdist
+from apps.qrdqn.config import QRDQNConfig
+from apps.qrdqn.envs import VectorEnv
+from apps.qrdqn.networks import QuantileNetwork
+from apps.qrdqn.replay import Batch, ReplayBuffer
+from apps.runtime import CSVLogger, load_checkpoint, progress, save_checkpoint, seed_everything
+from apps.runtime.config import to_dict
+
+LOG_FIELDS = ("frames", "updates", "episodic_return", "episodic_length", "loss", "q_mean",
+              "epsilon", "fps")
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    """A CSV row with every column of LOG_FIELDS (blank where this row has nothing)."""
+    return {k: values.get(k, "") for k in LOG_FIELDS}
+
+
+def clip_reward(reward: np.ndarray, clip: float) -> np.ndarray:
+    """Rewards for learning: clipped to [-clip, clip] (DQN's sign-like clipping); 0 = raw."""
+    return np.clip(reward, -clip, clip) if clip > 0 else reward
+
+
+def epsilon_at(step: int, cfg: QRDQNConfig) -> float:
+    """Linear decay from epsilon_start to epsilon_final over epsilon_decay_steps agent steps."""
+    frac = min(1.0, step / max(1, cfg.epsilon_decay_steps))
+    return cfg.epsilon_start + frac * (cfg.epsilon_final - cfg.epsilon_start)
+
+
+def build_network(cfg: QRDQNConfig, num_actions: int,
+                  obs_shape: tuple[int, ...]) -> QuantileNetwork:
+    in_shape = (cfg.frame_stack, *obs_shape) if cfg.torso == "nature" else obs_shape
+    return QuantileNetwork(num_actions, cfg.N, cfg.torso, in_shape, cfg.mlp_hidden)
+
+
+def quantile_targets(target_net: QuantileNetwork, batch: Batch) -> torch.Tensor:
+    """T theta_j = R + discount * theta'_j(s', a*), a* greedy by the mean of theta'. [B, N]."""
+    with torch.no_grad():
+        next_quantiles = target_net(batch.next_obs).float()  # [B, A, N]
+        a_star = next_quantiles.mean(dim=2).argmax(dim=1)
+        chosen = next_quantiles[torch.arange(len(a_star), device=a_star.device), a_star]
+        return batch.returns[:, None] + batch.discounts[:, None] * chosen
+
+
+def td_loss(net: QuantileNetwork, target_net: QuantileNetwork, batch: Batch,
+            kappa: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Quantile Huber loss between theta(s, a) and the detached target; also mean Q(s, a)."""
+    target = quantile_targets(target_net, batch)
+    quantiles = net(batch.obs).float()
+    pred = quantiles[torch.arange(len(batch.actions), device=quantiles.device), batch.actions]
+    return wdist.quantile_huber_loss(pred, target, kappa=kappa), pred.detach().mean()
+
+
+def make_replay(cfg: QRDQNConfig, envs: VectorEnv, device: torch.device) -> ReplayBuffer:
+    replay_device = device if cfg.replay_on_device else torch.device("cpu")
+    return ReplayBuffer(
+        cfg.replay_capacity, envs.num_envs, envs.frame_shape,
+        torch.uint8 if envs.is_atari else torch.float32,
+        cfg.frame_stack, cfg.n_step, cfg.gamma, replay_device,
+    )
+
+
+def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: bool = False,
+          time_limit_s: float | None = None) -> dict[str, Any]:
+    """Train for ``cfg.total_frames`` (or until ``time_limit_s``).
+
+    Returns the counters (steps, updates, episodes, frames), ``wall_s`` and ``net``, the trained
+    online network.
+
+    Writes ``out_dir/log.csv`` (one row per finished episode and every ``log_every_steps``) and
+    ``out_dir/checkpoint.pt`` (atomically, every ``checkpoint_every_frames`` and at the end).
+    """
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / "checkpoint.pt"
+    start_time = time.monotonic()
+    seed_everything(cfg.seed)
+    if cfg.torch_threads > 0:
+        torch.set_num_threads(cfg.torch_threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    envs = VectorEnv(cfg)
+    E, A = envs.num_envs, envs.num_actions
+    net = build_network(cfg, A, envs.frame_shape).to(device)
+    target_net = copy.deepcopy(net).requires_grad_(False)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    replay = make_replay(cfg, envs, device)
+    sample_gen = torch.Generator(device=replay.device)
+    sample_gen.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    counters = {"steps": 0, "updates": 0, "episodes": 0}
+
+    if resume and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, map_location=device)
+        net.load_state_dict(state["net"])
+        target_net.load_state_dict(state["target_net"])
+        optimizer.load_state_dict(state["optimizer"])
+        counters = state["counters"]
+        rng.bit_generator.state = state["numpy_rng"]
+        sample_gen.set_state(state["sample_gen"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        random.setstate(state["python_rng"])
+        if state.get("replay") is not None:
+            replay.load_state_dict(state["replay"])
+    elif resume:
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
+
+    def checkpoint() -> None:
+        save_checkpoint({
+            "config": to_dict(cfg), "num_actions": A, "obs_shape": envs.frame_shape,
+            "net": net.state_dict(), "target_net": target_net.state_dict(),
+            "optimizer": optimizer.state_dict(), "counters": dict(counters),
+            "numpy_rng": rng.bit_generator.state, "sample_gen": sample_gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+            "replay": replay.state_dict() if cfg.save_replay else None,
+        }, ckpt_path)
+
+    policy = torch.compile(net) if cfg.compile else net
+    update_fn = _make_update(net, target_net, optimizer, cfg, device)
+    logger = CSVLogger(out_dir / "log.csv", resume=resume)
+    fps_per_step = envs.frames_per_step
+    total_steps = cfg.total_frames // fps_per_step
+    ckpt_every_steps = max(1, cfg.checkpoint_every_frames // fps_per_step)
+    next_ckpt = (counters["steps"] // ckpt_every_steps + 1) * ckpt_every_steps
+    next_log = (counters["steps"] // cfg.log_every_steps + 1) * cfg.log_every_steps
+
+    obs = envs.reset(seed=cfg.seed + counters["steps"])
+    first = np.ones(E, dtype=bool)  # the observation starts an episode
+    final = np.zeros(E, dtype=bool)  # the observation ends one: the env resets on the next step
+    ep_return = np.zeros(E)
+    ep_length = np.zeros(E, dtype=np.int64)
+    pending_updates = 0.0
+    loss_sum, q_sum, n_losses = torch.zeros((), device=device), torch.zeros((), device=device), 0
+    last_time, last_steps = time.monotonic(), counters["steps"]
+    # wdist's NaN/inf input checks cost a device sync per update on CUDA; the loss logged every
+    # log_every_steps is checked instead (FloatingPointError, last checkpoint intact).
+    wdist.set_validation(device.type != "cuda")
+    bar = progress(total=total_steps * fps_per_step, initial=counters["steps"] * fps_per_step,
+                   unit="frame", unit_scale=True, desc=f"qrdqn {cfg.env_id}")
+    try:
+        while counters["steps"] < total_steps:
+            if time_limit_s is not None and time.monotonic() - start_time > time_limit_s:
+                break
+            # --- act: epsilon-greedy on the mean of the quantiles --------------------------------
+            epsilon = epsilon_at(counters["steps"], cfg)
+            with torch.no_grad():
+                greedy = policy(torch.as_tensor(obs, device=device)).mean(dim=2).argmax(dim=1)
+            actions = np.where(rng.random(E) < epsilon, rng.integers(0, A, E),
+                               greedy.cpu().numpy())
+            envs.send(actions)
+            # --- learn between send and recv: update_period agent steps per update ----------
+            if len(replay) >= cfg.learning_starts:
+                pending_updates += E / cfg.update_period
+                while pending_updates >= 1.0:
+                    pending_updates -= 1.0
+                    loss, q_mean = update_fn(replay.sample(cfg.batch_size, sample_gen))
+                    loss_sum += loss
+                    q_sum += q_mean
+                    n_losses += 1
+                    counters["updates"] += 1
+                    if counters["updates"] % cfg.target_update_period == 0:
+                        target_net.load_state_dict(net.state_dict())
+            step = envs.recv()
+            # --- store: one frame per env; rewards clipped and life losses terminal for learning -
+            reward = clip_reward(step.reward, cfg.reward_clip)
+            done = step.terminated | (step.life_lost if cfg.terminal_on_life_loss else False)
+            replay.add(envs.newest_frame(obs), actions, np.where(final, 0.0, reward),
+                       done & ~final, first, ~final)
+            first, final = final, step.terminated | step.truncated
+            obs = step.obs
+            counters["steps"] += E
+            # --- episode bookkeeping (raw game score) ---------------------------------------------
+            ep_return += step.reward
+            ep_length += ~first
+            frames = counters["steps"] * fps_per_step
+            for e in np.flatnonzero(final):
+                counters["episodes"] += 1
+                logger.log(_row(frames=frames, updates=counters["updates"],
+                                episodic_return=ep_return[e],
+                                episodic_length=int(ep_length[e]) * fps_per_step))
+                bar.set_postfix(ret=f"{ep_return[e]:.1f}", refresh=False)
+            ep_return[final] = 0.0
+            ep_length[final] = 0
+            bar.update(E * fps_per_step)
+            # --- log and checkpoint -------------------------------------------------------------
+            if counters["steps"] >= next_log:
+                now = time.monotonic()
+                fps = (counters["steps"] - last_steps) * fps_per_step / max(now - last_time, 1e-9)
+                last_time, last_steps = now, counters["steps"]
+                mean_loss = float(loss_sum) / n_losses if n_losses else 0.0
+                if not math.isfinite(mean_loss):
+                    raise FloatingPointError(
+                        f"loss is {mean_loss} at frame {frames}; the last checkpoint is intact")
+                logger.log(_row(frames=frames, updates=counters["updates"],
+                                loss=mean_loss if n_losses else "",
+                                q_mean=float(q_sum) / n_losses if n_losses else "",
+                                epsilon=epsilon, fps=fps))
+                loss_sum.zero_(), q_sum.zero_()
+                n_losses = 0
+                next_log += cfg.log_every_steps
+            if counters["steps"] >= next_ckpt:
+                checkpoint()
+                next_ckpt += ckpt_every_steps
+    finally:
+        wdist.set_validation(True)
+        bar.close()
+        logger.close()
+        envs.close()
+    checkpoint()
+    return dict(counters, frames=counters["steps"] * fps_per_step,
+                wall_s=time.monotonic() - start_time, net=net)
+
+
+def _make_update(net: QuantileNetwork, target_net: QuantileNetwork,
+                 optimizer: torch.optim.Optimizer, cfg: QRDQNConfig, device: torch.device):
+    """One Adam step on the quantile Huber loss of a sampled batch (optional bf16 autocast)."""
+    use_amp = cfg.amp and device.type == "cuda"
+
+    def update(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = Batch(*(t.to(device, non_blocking=True) for t in
+                        (batch.obs, batch.actions, batch.returns, batch.discounts, batch.next_obs)))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss, q_mean = td_loss(net, target_net, batch, cfg.kappa)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        return loss.detach(), q_mean
+
+    return update

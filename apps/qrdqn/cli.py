@@ -1,0 +1,105 @@
+"""``wdist qrdqn train | eval | plot`` (heavy imports happen inside the handlers)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from apps.runtime.device import add_device_arg
+
+    parser = subparsers.add_parser(
+        "qrdqn", help="QR-DQN distributional RL on Atari / gymnasium (Dabney et al. 2018)",
+        description="Train, evaluate and plot QR-DQN agents.",
+    )
+    sub = parser.add_subparsers(dest="qrdqn_command", metavar="{train,eval,plot}", required=True)
+
+    train = sub.add_parser("train", help="train an agent (CSV log, atomic checkpoints, --resume)")
+    train.add_argument("--config", default=None,
+                       help="YAML under configs/qrdqn/ (default: the paper's Atari settings)")
+    train.add_argument("--env", dest="env_id", default=None, help="gymnasium id, e.g. ALE/Pong-v5")
+    train.add_argument("--total-frames", type=int, default=None,
+                       help="emulator frames to train for (Atari: 4 per agent step)")
+    train.add_argument("--num-envs", type=int, default=None, help="parallel environments")
+    train.add_argument("--seed", type=int, default=None)
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any config key, VALUE parsed as YAML (repeatable)")
+    train.add_argument("--out", default="runs/qrdqn", help="run folder (checkpoint.pt, log.csv)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from OUT/checkpoint.pt (appends to OUT/log.csv)")
+    train.add_argument("--time-limit-min", type=float, default=None,
+                       help="stop training after this many minutes (checkpoint kept)")
+    train.add_argument("--eval-episodes", type=int, default=0,
+                       help="after training, evaluate this many episodes into OUT/eval.csv")
+    add_device_arg(train)
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint (epsilon-greedy, raw scores)")
+    ev.add_argument("--checkpoint", required=True, help="a checkpoint.pt written by train")
+    ev.add_argument("--episodes", type=int, default=30)
+    ev.add_argument("--epsilon", type=float, default=None,
+                    help="exploration during evaluation (default: the config's epsilon_eval)")
+    ev.add_argument("--seed", type=int, default=12345)
+    ev.add_argument("--out", default=None, help="CSV of per-episode returns (default: next to "
+                    "the checkpoint, eval.csv)")
+    add_device_arg(ev)
+    ev.set_defaults(func=_eval)
+
+    pl = sub.add_parser("plot", help="learning curves (PNG) from one or more log.csv")
+    pl.add_argument("logs", nargs="+", help="log.csv files written by train")
+    pl.add_argument("--out", default="curve.png", help="PNG to write")
+    pl.add_argument("--reference", action="append", default=[], metavar="LABEL=SCORE",
+                    help="horizontal reference line, e.g. 'QR-DQN paper=21.0' (repeatable)")
+    pl.set_defaults(func=_plot)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from apps.qrdqn.run import train_and_report
+
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    overrides.update(env_id=args.env_id, total_frames=args.total_frames,
+                     num_envs=args.num_envs, seed=args.seed)
+    summary = train_and_report(args.config, overrides, args.out, args.device, args.resume,
+                               args.time_limit_min, args.eval_episodes)
+    for key in ("frames", "updates", "episodes", "wall_s", "eval_mean_return"):
+        if key in summary:
+            print(f"{key}: {summary[key]}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from apps.qrdqn.evaluate import evaluate, load_agent
+    from apps.runtime import resolve_device
+
+    device = resolve_device(args.device)
+    cfg, net = load_agent(args.checkpoint, device)
+    out = Path(args.out) if args.out else Path(args.checkpoint).with_name("eval.csv")
+    returns = evaluate(net, cfg, args.episodes, device, args.epsilon, args.seed, csv_path=out)
+    print(f"{len(returns)} episodes: mean return {np.mean(returns):.2f} "
+          f"(std {np.std(returns):.2f}); wrote {out}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from apps.qrdqn.plot import plot_curves
+
+    reference = {}
+    for item in args.reference:
+        label, sep, value = item.rpartition("=")
+        if not sep:
+            raise ValueError(f"--reference expects LABEL=SCORE, got {item!r}")
+        reference[label] = float(value)
+    print(f"wrote {plot_curves(args.logs, args.out, reference=reference)}")
+    return 0

@@ -1,0 +1,56 @@
+"""Quantile networks: a torso (Nature-DQN convolutions or an MLP) and N quantiles per action."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class QuantileNetwork(nn.Module):
+    """theta(s) of shape [B, A, N]: N quantile estimates of the return of each of A actions.
+
+    ``torso="nature"``: the Nature-DQN torso (Mnih et al. 2015) on uint8 frame stacks
+    [B, 4, 84, 84] (scaled by 1/255 inside), then Linear(3136, 512), ReLU, Linear(512, A*N).
+    ``torso="mlp"``: fully connected ReLU layers of sizes ``hidden`` on float vectors [B, d].
+    """
+
+    def __init__(
+        self,
+        num_actions: int,
+        N: int,
+        torso: str = "nature",
+        in_shape: tuple[int, ...] = (4, 84, 84),
+        hidden: list[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_actions, self.N = num_actions, N
+        if torso == "nature":
+            self.torso = nn.Sequential(
+                nn.Conv2d(in_shape[0], 32, 8, stride=4), nn.ReLU(),
+                nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+                nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(3136, 512), nn.ReLU(),
+            )
+            width = 512
+            self.scale = 1.0 / 255.0
+        elif torso == "mlp":
+            layers: list[nn.Module] = []
+            width = in_shape[0]
+            for h in hidden or [128, 128]:
+                layers += [nn.Linear(width, h), nn.ReLU()]
+                width = h
+            self.torso = nn.Sequential(*layers)
+            self.scale = 1.0
+        else:
+            raise ValueError(f"torso must be 'nature' or 'mlp', got {torso!r}")
+        self.head = nn.Linear(width, num_actions * N)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.float() * self.scale
+        return self.head(self.torso(x)).view(-1, self.num_actions, self.N)
+
+    @torch.no_grad()
+    def greedy(self, obs: torch.Tensor) -> torch.Tensor:
+        """argmax_a of the mean over quantiles: Q(s, a) = (1/N) sum_i theta_i(s, a)."""
+        return self(obs).mean(dim=2).argmax(dim=1)

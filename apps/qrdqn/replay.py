@@ -1,0 +1,147 @@
+"""Replay memory that stores each frame once and rebuilds frame stacks when it samples.
+
+Layout: one row per vector step, one column per env, so each env keeps its own time line:
+``frames[t, e]`` is the newest frame of env ``e``'s observation at row ``t`` (84x84 uint8 for Atari,
+so 1M transitions take 7 GB instead of 56 GB with stacked observations and next observations).
+Per row and env it also keeps the action taken, the (clipped) reward, ``done`` (the step ended the
+bootstrap: game over or, for learning, a life loss), ``first`` (this observation starts an episode:
+the frames before it in the stack are zeros, exactly as the env shows them) and ``valid`` (an action
+was really taken here; False for an episode's final observation, whose next step is the env's
+automatic reset).
+
+Sampling draws (row, env) pairs uniformly among valid rows with a full ``n_step`` window after them
+and returns stacked observations, the n-step discounted return, the bootstrap discount
+(``gamma**m``, 0 after a terminal) and the stacked observation ``m`` steps later, ``m <= n_step``
+(shorter when the episode ended or was truncated inside the window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Batch:
+    obs: torch.Tensor  # [B, stack, *frame] (stack dim squeezed when stack == 1)
+    actions: torch.Tensor  # [B] int64
+    returns: torch.Tensor  # [B] n-step discounted return of clipped rewards
+    discounts: torch.Tensor  # [B] gamma**m, 0 when the window hit a terminal
+    next_obs: torch.Tensor  # [B, stack, *frame]
+
+
+class ReplayBuffer:
+    """Circular replay of ``capacity`` transitions from ``num_envs`` envs stepped in lock-step."""
+
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int,
+        frame_shape: tuple[int, ...],
+        frame_dtype: torch.dtype,
+        stack: int,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.rows = capacity // num_envs
+        if self.rows < stack + n_step + 1:
+            raise ValueError(
+                f"capacity={capacity} gives {self.rows} rows per env; need >= {stack + n_step + 1}"
+            )
+        self.num_envs, self.stack, self.n_step, self.gamma = num_envs, stack, n_step, gamma
+        self.device = torch.device(device)
+        shape = (self.rows, num_envs)
+        self.frames = torch.zeros(shape + tuple(frame_shape), dtype=frame_dtype, device=self.device)
+        self.actions = torch.zeros(shape, dtype=torch.int64, device=self.device)
+        self.rewards = torch.zeros(shape, dtype=torch.float32, device=self.device)
+        self.dones = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        self.firsts = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        self.valids = torch.zeros(shape, dtype=torch.bool, device=self.device)
+        self.pos = 0  # next row to write
+        self.size = 0  # rows written, <= self.rows
+
+    def __len__(self) -> int:
+        """Number of stored transitions (rows x envs)."""
+        return self.size * self.num_envs
+
+    def add(self, frame, action, reward, done, first, valid) -> None:
+        """Write one row: the newest frame of each env's current observation and what followed."""
+        t = self.pos
+        self.frames[t] = torch.as_tensor(frame, device=self.device)
+        self.actions[t] = torch.as_tensor(action, device=self.device)
+        self.rewards[t] = torch.as_tensor(reward, device=self.device)
+        self.dones[t] = torch.as_tensor(done, device=self.device)
+        self.firsts[t] = torch.as_tensor(first, device=self.device)
+        self.valids[t] = torch.as_tensor(valid, device=self.device)
+        self.pos = (t + 1) % self.rows
+        self.size = min(self.size + 1, self.rows)
+
+    def _row(self, logical: torch.Tensor) -> torch.Tensor:
+        """Physical row of logical index ``logical`` (0 = oldest row still stored)."""
+        return (self.pos - self.size + logical) % self.rows
+
+    def stacked(self, logical: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        """Observation at (logical row, env) rebuilt from ``stack`` frames, zeros before a reset."""
+        rows = self._row(logical)
+        out = [self.frames[rows, env]]
+        zero = torch.zeros_like(env, dtype=torch.bool)
+        for k in range(1, self.stack):
+            zero = zero | self.firsts[self._row(logical - k + 1), env]
+            frame = self.frames[self._row(logical - k), env]
+            mask = (~zero).view(-1, *([1] * (frame.dim() - 1)))
+            out.append(frame * mask.to(frame.dtype))
+        if self.stack == 1:
+            return out[0]
+        return torch.stack(out[::-1], dim=1)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """Uniform sample of ``batch_size`` n-step transitions (needs a few stored rows)."""
+        low, high = self.stack - 1, self.size - 1 - self.n_step  # logical range, inclusive
+        if high < low:
+            raise ValueError(f"replay holds {len(self)} transitions: too few to sample from")
+        # Rejection sampling without a host sync: draw 2B + 64 candidates and keep the first B
+        # valid ones (i.i.d. uniform over valid rows). Final observations are at most one row in
+        # 9 even in CartPole's shortest episodes, so running short has probability < 1e-15 for
+        # any B (binomial tail); on CPU it is checked anyway, for free.
+        n = 2 * batch_size + 64
+        cand = torch.randint(low, high + 1, (n,), generator=generator, device=self.device)
+        cenv = torch.randint(0, self.num_envs, (n,), generator=generator, device=self.device)
+        ok = self.valids[self._row(cand), cenv]
+        keep = torch.argsort((~ok).to(torch.int8), stable=True)[:batch_size]
+        logical, env = cand[keep], cenv[keep]
+        if self.device.type == "cpu" and not bool(ok[keep].all()):
+            raise RuntimeError("too few valid transitions in the replay to sample from")
+        rows = self._row(logical)
+        returns = torch.zeros(batch_size, dtype=torch.float32, device=self.device)
+        discounts = torch.ones(batch_size, dtype=torch.float32, device=self.device)
+        steps = torch.zeros(batch_size, dtype=torch.int64, device=self.device)
+        alive = torch.ones(batch_size, dtype=torch.bool, device=self.device)
+        for j in range(self.n_step):
+            row_j = self._row(logical + j)
+            returns += alive * discounts * self.rewards[row_j, env]
+            discounts = torch.where(alive, discounts * self.gamma, discounts)
+            steps += alive.long()
+            ended = self.dones[row_j, env]
+            discounts = torch.where(alive & ended, torch.zeros_like(discounts), discounts)
+            next_final = ~self.valids[self._row(logical + j + 1), env]
+            alive = alive & ~ended & ~next_final
+        return Batch(
+            obs=self.stacked(logical, env),
+            actions=self.actions[rows, env],
+            returns=returns,
+            discounts=discounts,
+            next_obs=self.stacked(logical + steps, env),
+        )
+
+    def state_dict(self) -> dict:
+        names = ("frames", "actions", "rewards", "dones", "firsts", "valids")
+        state = {k: getattr(self, k).cpu() for k in names}
+        state.update(pos=self.pos, size=self.size)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for k in ("frames", "actions", "rewards", "dones", "firsts", "valids"):
+            getattr(self, k).copy_(state[k])
+        self.pos, self.size = int(state["pos"]), int(state["size"])

@@ -1,0 +1,58 @@
+"""A training run end to end: config -> train -> learning curve -> evaluation -> summary.json."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from apps.qrdqn.agent import train
+from apps.qrdqn.config import QRDQNConfig
+from apps.qrdqn.evaluate import evaluate, load_agent
+from apps.qrdqn.plot import plot_curves
+from apps.runtime import load_config, resolve_device
+from apps.runtime.config import to_dict
+
+
+def machine(device: torch.device) -> str:
+    """GPU name, or the CPU model from /proc/cpuinfo."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: str | Path,
+                     device: str | torch.device = "auto", resume: bool = False,
+                     time_limit_min: float | None = None, eval_episodes: int = 0) -> dict[str, Any]:
+    """Train with ``config`` (+ ``overrides``) into ``out``; plot; optionally evaluate."""
+    if eval_episodes < 0:
+        raise ValueError(f"eval_episodes must be >= 0, got {eval_episodes}")
+    if time_limit_min is not None and time_limit_min <= 0:
+        raise ValueError(f"time_limit_min must be > 0, got {time_limit_min}")
+    device = resolve_device(device)
+    cfg = load_config(QRDQNConfig, config, overrides)
+    out = Path(out)
+    result = train(cfg, out, device, resume=resume,
+                   time_limit_s=None if time_limit_min is None else 60.0 * time_limit_min)
+    plot_curves([out / "log.csv"], out / "curve.png", labels=[cfg.env_id])
+    summary: dict[str, Any] = {k: v for k, v in result.items() if k != "net"}
+    if eval_episodes:
+        eval_cfg, net = load_agent(out / "checkpoint.pt", device)
+        returns = evaluate(net, eval_cfg, eval_episodes, device, csv_path=out / "eval.csv")
+        summary.update(eval_episodes=len(returns), eval_mean_return=float(np.mean(returns)),
+                       eval_std_return=float(np.std(returns)), eval_epsilon=eval_cfg.epsilon_eval)
+    summary.update(config=to_dict(cfg), device=str(device), machine=machine(device),
+                   torch=torch.__version__, command=" ".join(sys.argv))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

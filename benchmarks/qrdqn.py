@@ -1,0 +1,196 @@
+"""QR-DQN speed: ours vs sb3-contrib's QRDQN on Atari Pong, side by side in one process.
+
+Same env (ALE/Pong-v5 dynamics: frame skip 4, sticky actions 0.25, 84x84 grey, stack 4), same
+network (Nature-DQN torso, 512 units, 200 quantiles per action), same batch (32), same replay
+ratio (one update per 4 agent steps), torch on CPU with the same thread count. Three numbers:
+
+1. acting frames/s: environment + epsilon-greedy policy (epsilon 0.01) + replay writes;
+2. learner updates/s: sample a batch of 32 from a filled replay + one Adam step;
+3. end to end frames/s at the paper's replay ratio.
+
+All frames/s are steady state: timing starts after 1,000 agent steps (setup, and the replay's
+warm-up: learning starts there).
+
+Each is the median of ``--repeats`` runs; ratios are ours / sb3. Writes results/qrdqn/benchmark.md
+and .json with the machine, versions and command. Needs ``pip install sb3-contrib
+opencv-python-headless`` (the ``bench`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from apps.qrdqn.agent import _make_update, build_network, make_replay, train
+from apps.qrdqn.config import QRDQNConfig
+from apps.qrdqn.envs import VectorEnv
+from apps.qrdqn.run import machine
+from apps.runtime import load_config
+from apps.runtime.logging import read_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+WARMUP_STEPS = 1000  # agent steps before timing starts (and before learning starts in e2e)
+# Both act at the paper's final epsilon throughout: sb3 skips the network for exploratory
+# actions, so an epsilon near 1 would time its random-action shortcut, not acting.
+EPSILON = 0.01
+
+
+def ours_config(num_envs: int, learning_starts: int, total_frames: int) -> QRDQNConfig:
+    return load_config(QRDQNConfig, ROOT / "configs/qrdqn/atari-paper.yaml", {
+        "num_envs": num_envs, "learning_starts": learning_starts, "total_frames": total_frames,
+        "replay_capacity": 20_000, "log_every_steps": WARMUP_STEPS,
+        "checkpoint_every_frames": 10**12, "epsilon_start": EPSILON, "epsilon_final": EPSILON,
+    })
+
+
+def ours_fps(num_envs: int, frames: int, learning_starts: int) -> float:
+    """Steady-state frames/s after the first WARMUP_STEPS agent steps (the log's fps column)."""
+    cfg = ours_config(num_envs, learning_starts, WARMUP_STEPS * 4 + frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(cfg, tmp, torch.device("cpu"))
+        fps = read_csv(Path(tmp) / "log.csv")["fps"][1:]
+    return frames / sum(WARMUP_STEPS * 4 / f for f in fps)
+
+
+def ours_updates_per_s(num_envs: int, updates: int) -> float:
+    cfg = ours_config(num_envs, 0, 10**6)
+    envs = VectorEnv(cfg)
+    net = build_network(cfg, envs.num_actions, envs.frame_shape)
+    target = build_network(cfg, envs.num_actions, envs.frame_shape)
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+    replay = make_replay(cfg, envs, torch.device("cpu"))
+    rng = np.random.default_rng(0)
+    obs = envs.reset(seed=0)
+    for _ in range(2000 // num_envs):
+        actions = rng.integers(0, envs.num_actions, num_envs)
+        step = envs.step(actions)
+        replay.add(envs.newest_frame(obs), actions, step.reward, step.terminated,
+                   np.zeros(num_envs, bool), np.ones(num_envs, bool))
+        obs = step.obs
+    envs.close()
+    update = _make_update(net, target, optimizer, cfg, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    update(replay.sample(32, gen))
+    start = time.perf_counter()
+    for _ in range(updates):
+        update(replay.sample(32, gen))
+    return updates / (time.perf_counter() - start)
+
+
+def sb3_model(learning_starts: int):
+    from sb3_contrib import QRDQN
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    env = make_atari_env("ALE/Pong-v5", n_envs=1, seed=0,
+                         env_kwargs={"frameskip": 1, "repeat_action_probability": 0.25})
+    env = VecFrameStack(env, n_stack=4)
+    return QRDQN("CnnPolicy", env, learning_rate=5e-5, buffer_size=20_000, batch_size=32,
+                 learning_starts=learning_starts, train_freq=4, gradient_steps=1,
+                 target_update_interval=10_000, exploration_initial_eps=EPSILON,
+                 exploration_final_eps=EPSILON, seed=0,
+                 device="cpu", policy_kwargs={"n_quantiles": 200}, verbose=0)
+
+
+def sb3_fps(frames: int, learning_starts: int) -> float:
+    """Steady-state frames/s after the first WARMUP_STEPS agent steps."""
+    model = sb3_model(learning_starts)
+    model.learn(total_timesteps=WARMUP_STEPS)
+    start = time.perf_counter()
+    model.learn(total_timesteps=frames // 4, reset_num_timesteps=False)
+    return frames / (time.perf_counter() - start)
+
+
+def sb3_updates_per_s(updates: int) -> float:
+    model = sb3_model(learning_starts=10**9)
+    model.learn(total_timesteps=2000)
+    model.train(gradient_steps=1, batch_size=32)
+    start = time.perf_counter()
+    model.train(gradient_steps=updates, batch_size=32)
+    return updates / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-envs", type=int, default=8, help="our parallel emulators")
+    parser.add_argument("--act-frames", type=int, default=40_000)
+    parser.add_argument("--updates", type=int, default=100)
+    parser.add_argument("--e2e-frames", type=int, default=12_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both)")
+    parser.add_argument("--out", default=str(ROOT / "results/qrdqn"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("WDIST_NO_PROGRESS", "1")
+    never = 10**9
+    rows = {
+        "acting frames/s": (lambda: ours_fps(args.num_envs, args.act_frames, never),
+                            lambda: sb3_fps(args.act_frames, never)),
+        "learner updates/s (batch 32)": (lambda: ours_updates_per_s(args.num_envs, args.updates),
+                                         lambda: sb3_updates_per_s(args.updates)),
+        "end-to-end frames/s (1 update / 4 steps)": (
+            lambda: ours_fps(args.num_envs, args.e2e_frames, WARMUP_STEPS),
+            lambda: sb3_fps(args.e2e_frames, WARMUP_STEPS)),
+    }
+    import ale_py
+    import gymnasium
+    import sb3_contrib
+    import stable_baselines3
+
+    meta = {
+        "machine": machine(torch.device("cpu")), "cpu_count": os.cpu_count(),
+        "torch_threads": args.threads, "our_num_envs": args.num_envs, "sb3_num_envs": 1,
+        "versions": {"torch": torch.__version__, "ale_py": ale_py.__version__,
+                     "gymnasium": gymnasium.__version__, "sb3_contrib": sb3_contrib.__version__,
+                     "stable_baselines3": stable_baselines3.__version__,
+                     "python": sys.version.split()[0]},
+        "command": "python " + " ".join(sys.argv), "repeats": args.repeats,
+    }
+    results = {}
+    for name, (ours, theirs) in rows.items():
+        a, b = [], []
+        for _ in range(args.repeats):  # interleaved, so a load change on the box hits both
+            a.append(ours())
+            b.append(theirs())
+        results[name] = {"ours": statistics.median(a), "sb3_contrib": statistics.median(b),
+                         "ours_runs": a, "sb3_contrib_runs": b,
+                         "ratio": statistics.median(a) / statistics.median(b)}
+        print(f"{name}: ours {results[name]['ours']:.1f}, sb3-contrib "
+              f"{results[name]['sb3_contrib']:.1f}, ratio {results[name]['ratio']:.2f}x",
+              flush=True)
+        _write(Path(args.out), meta, results)  # after every row, so a cut run keeps its numbers
+    print(f"wrote {Path(args.out) / 'benchmark.md'}")
+
+
+def _write(out: Path, meta: dict, results: dict) -> None:
+    meta["load_average_1_5_15_min_at_end"] = os.getloadavg()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "benchmark.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    lines = [
+        "# QR-DQN speed: ours vs sb3-contrib QRDQN (Pong, CPU)", "",
+        f"Machine: {meta['machine']} ({meta['cpu_count']} cores), torch threads "
+        f"{meta['torch_threads']}; ours {meta['our_num_envs']} envs (ale-py vector env), "
+        "sb3-contrib 1 env (its Atari default). Medians of "
+        f"{meta['repeats']} interleaved runs; load average at the end "
+        f"{meta['load_average_1_5_15_min_at_end'][0]:.1f}. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".", "",
+        f"Command: `{meta['command']}`", "",
+        "| measure | ours | sb3-contrib | ratio |", "|---|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['ours']:.1f} | {r['sb3_contrib']:.1f} | "
+                     f"{r['ratio']:.2f}x |")
+    (out / "benchmark.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""QR-DQN pieces against hand-computed values: the loss (eq. 10), the target, the greedy action."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import wdist
+from torch import nn
+
+from apps.qrdqn.agent import epsilon_at, quantile_targets, td_loss
+from apps.qrdqn.config import QRDQNConfig
+from apps.qrdqn.networks import QuantileNetwork
+from apps.qrdqn.replay import Batch
+
+
+def test_quantile_huber_loss_hand_computed():
+    # N = 2 quantiles at tau_hat = (0.25, 0.75); theta = (0, 1).
+    pred = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    # One target sample at 0.5: u = (0.5, -0.5); weights |tau - 1{u<0}| = (0.25, 0.25);
+    # Huber(0.5) = 0.125 -> 0.25*0.125 + 0.25*0.125 = 0.0625.
+    near = torch.tensor([[0.5]], dtype=torch.float64)
+    assert wdist.quantile_huber_loss(pred, near).item() == pytest.approx(0.0625)
+    # kappa = 0 (pinball): 0.25*0.5 + 0.25*0.5 = 0.25.
+    assert wdist.quantile_huber_loss(pred, near, kappa=0.0).item() == pytest.approx(0.25)
+    # Target 3 (beyond kappa = 1): u = (3, 2); Huber = (2.5, 1.5); weights (0.25, 0.75)
+    # -> 0.625 + 1.125 = 1.75.
+    far = torch.tensor([[3.0]], dtype=torch.float64)
+    assert wdist.quantile_huber_loss(pred, far).item() == pytest.approx(1.75)
+    # Two target samples: the mean over j of the two cases above.
+    both = torch.tensor([[0.5, 3.0]], dtype=torch.float64)
+    assert wdist.quantile_huber_loss(pred, both).item() == pytest.approx((0.0625 + 1.75) / 2)
+
+
+class FixedQuantiles(nn.Module):
+    """A stand-in network: theta(s) looked up from a table by the (integer) state id."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.table = nn.Parameter(table.clone())
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.table[obs.long()]
+
+
+def _hand_batch() -> tuple[FixedQuantiles, Batch]:
+    # Next state 1 has two actions with 3 quantiles each. Action 0 has the larger maximum
+    # quantile (10) but the smaller mean (10/3 < 4), so greedy-by-mean must pick action 1.
+    table = torch.zeros(2, 2, 3)
+    table[0] = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    table[1] = torch.tensor([[0.0, 0.0, 10.0], [3.0, 4.0, 5.0]])
+    batch = Batch(
+        obs=torch.tensor([0, 0]),
+        actions=torch.tensor([1, 0]),
+        returns=torch.tensor([1.0, -1.0]),
+        discounts=torch.tensor([0.9, 0.0]),  # the second transition ended the episode
+        next_obs=torch.tensor([1, 1]),
+    )
+    return FixedQuantiles(table), batch
+
+
+def test_target_on_hand_built_batch():
+    net, batch = _hand_batch()
+    target = quantile_targets(net, batch)
+    expected = torch.tensor([[1 + 0.9 * 3.0, 1 + 0.9 * 4.0, 1 + 0.9 * 5.0], [-1.0, -1.0, -1.0]])
+    torch.testing.assert_close(target, expected)
+    assert not target.requires_grad
+
+
+def test_td_loss_uses_taken_action_and_detached_target():
+    net, batch = _hand_batch()
+    loss, q_mean = td_loss(net, net, batch, kappa=1.0)
+    pred = torch.tensor([[4.0, 5.0, 6.0], [1.0, 2.0, 3.0]])
+    target = torch.tensor([[3.7, 4.6, 5.5], [-1.0, -1.0, -1.0]])
+    expected = wdist.quantile_huber_loss(pred, target)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert q_mean.item() == pytest.approx(3.5)
+    loss.backward()
+    # Only the two predicted rows (state 0) get gradient; the target (state 1) is detached.
+    assert net.table.grad[1].abs().sum() == 0
+    assert net.table.grad[0].abs().sum() > 0
+
+
+def test_greedy_is_argmax_of_quantile_mean():
+    torch.manual_seed(0)
+    net = QuantileNetwork(num_actions=3, N=5, torso="mlp", in_shape=(4,), hidden=[16])
+    obs = torch.randn(64, 4)
+    expected = net(obs).mean(dim=2).argmax(dim=1)
+    assert torch.equal(net.greedy(obs), expected)
+    assert net(obs).shape == (64, 3, 5)
+
+
+def test_nature_torso_shapes():
+    net = QuantileNetwork(num_actions=6, N=200)
+    obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    assert net(obs).shape == (2, 6, 200)
+
+
+def test_epsilon_schedule():
+    cfg = QRDQNConfig(epsilon_start=1.0, epsilon_final=0.01, epsilon_decay_steps=100)
+    assert epsilon_at(0, cfg) == 1.0
+    assert epsilon_at(50, cfg) == pytest.approx(0.505)
+    assert epsilon_at(100, cfg) == pytest.approx(0.01)
+    assert epsilon_at(10_000, cfg) == pytest.approx(0.01)
