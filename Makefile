@@ -23,6 +23,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt '.[bench]'
 	$(BIN)/python benchmarks/core.py
+	$(BIN)/python benchmarks/wmd.py
+	$(BIN)/python benchmarks/wgan.py --device cpu
+	$(BIN)/python benchmarks/wdgrl.py --device cpu
+	$(BIN)/python benchmarks/qrdqn.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
