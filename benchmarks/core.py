@@ -38,9 +38,8 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from _machine import machine_info, markdown_header  # noqa: E402
-
 import wdist  # noqa: E402
+from apps.runtime.machine import machine_info, markdown_header  # noqa: E402
 
 BLUR = {3: 0.1, 64: 0.5}  # our blur per dimension (eps = blur^2)
 

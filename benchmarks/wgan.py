@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import wdist  # noqa: E402
 from apps.runtime import resolve_device  # noqa: E402
+from apps.runtime.machine import describe
 from apps.wgan.config import PAPER_DEFAULTS, WGANConfig  # noqa: E402
 from apps.wgan.models import build_models  # noqa: E402
 from apps.wgan.trainer import make_optimizer  # noqa: E402
@@ -121,15 +121,6 @@ def bench(arch, method, device, batch, iters, repeats):
     }
 
 
-def machine(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
-    return platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -153,7 +144,7 @@ def main() -> None:
             if r["arch"] == a:
                 r["critic_cost_vs_clip"] = r["critic_step_ms"] / t["clip"]
     tag = device.type
-    meta = {"machine": machine(device), "torch": torch.__version__,
+    meta = {"machine": describe(device), "torch": torch.__version__,
             "python": sys.version.split()[0], "command": "python " + " ".join(sys.argv),
             "iters": iters, "repeats": args.repeats}
     lines = [f"# WGAN training throughput at 32x32 ({tag})", "",

@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import wdist  # noqa: E402
 from apps.runtime import load_config, resolve_device, seed_everything  # noqa: E402
+from apps.runtime.machine import cpu_model  # noqa: E402
 from apps.wmd import WMD, Embeddings, knn_vote, tokenize  # noqa: E402
 
 
@@ -99,14 +100,7 @@ def _median_time(fn, repeats: int, sync=None):
 
 
 def _machine(device: torch.device) -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     info = {
         "cpu": cpu,
         "cpu_count": torch.get_num_threads(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,19 +16,7 @@ from apps.qrdqn.evaluate import evaluate, load_agent
 from apps.qrdqn.plot import plot_curves
 from apps.runtime import load_config, resolve_device
 from apps.runtime.config import to_dict
-
-
-def machine(device: torch.device) -> str:
-    """GPU name, or the CPU model from /proc/cpuinfo."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from apps.runtime.machine import describe
 
 
 def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: str | Path,
@@ -52,7 +39,7 @@ def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: 
         returns = evaluate(net, eval_cfg, eval_episodes, device, csv_path=out / "eval.csv")
         summary.update(eval_episodes=len(returns), eval_mean_return=float(np.mean(returns)),
                        eval_std_return=float(np.std(returns)), eval_epsilon=eval_cfg.epsilon_eval)
-    summary.update(config=to_dict(cfg), device=str(device), machine=machine(device),
+    summary.update(config=to_dict(cfg), device=str(device), machine=describe(device),
                    torch=torch.__version__, command=" ".join(sys.argv))
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

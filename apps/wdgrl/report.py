@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from apps.runtime import load_config
+from apps.runtime.machine import cpu_model
 from apps.wdgrl.experiment import ALL_METHODS, PEER, WDGRLConfig, build_task, run_experiment
 from apps.wdgrl.plots import plot_curves, plot_features, plot_summary
 
@@ -137,14 +138,7 @@ def write_report(rows: list[dict[str, Any]], out: Path, name: str, command: str)
 
 
 def environment() -> dict[str, str]:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     machine = cpu + (f" + {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
     return {"machine": machine, "torch": torch.__version__, "python": platform.python_version(),
             "numpy": np.__version__}

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import json
-import platform
 import shutil
 import statistics
 import sys
@@ -24,6 +23,7 @@ import torch
 
 from apps.runtime import load_config
 from apps.runtime.logging import read_csv
+from apps.runtime.machine import describe
 from apps.wgan.config import LIPSCHITZ, PAPER_DEFAULTS, WGANConfig
 from apps.wgan.data import TOY_SETS, load_mnist
 from apps.wgan.evaluate import generate, image_metrics, toy_w1_floor
@@ -38,15 +38,6 @@ def _spearman(a: list[float], b: list[float]) -> float:
     from scipy.stats import spearmanr
 
     return float(spearmanr(a, b).statistic)
-
-
-def _machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip() + f" ({torch.get_num_threads()} threads)"
-    return platform.processor()
 
 
 def toy_row(run_dir: Path, data: str, eval_samples: int) -> dict:
@@ -256,7 +247,7 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
     lines = [
         "# WGAN results: weight clipping vs gradient penalty vs spectral normalisation",
         "",
-        f"Machine: {_machine(device)}; torch {torch.__version__}; Python "
+        f"Machine: {describe(device)}; torch {torch.__version__}; Python "
         f"{sys.version.split()[0]}.  Command: `{command}`",
         "",
         "Image runs use each method's paper defaults (optimiser for critic and generator, "
@@ -274,7 +265,7 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
     lines += _winner_lines(toy, summary)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(
-        {"machine": _machine(device), "torch": torch.__version__, "command": command,
+        {"machine": describe(device), "torch": torch.__version__, "command": command,
          "toy": toy, "mnist": mnist, "mnist_summary": summary}, indent=2))
     for checkpoint in (out / "runs").glob("*/checkpoint.pt"):
         checkpoint.unlink()  # keep each run's config, log.csv, samples and metrics

@@ -1,4 +1,4 @@
-"""Machine and library versions for benchmark reports (CPU model, GPU name, versions, command)."""
+"""Machine and library versions for reports (CPU model, GPU name, versions, command)."""
 
 from __future__ import annotations
 
@@ -58,3 +58,11 @@ def markdown_header(info: dict[str, object]) -> str:
         lines.append(f"- GPU: {info['gpu']}")
     lines += [f"- versions: {vers}", f"- command: `{info['command']}`"]
     return "\n".join(lines)
+
+
+def describe(device: torch.device | str = "cpu") -> str:
+    """One line for a report: the GPU name on CUDA, else the CPU model and torch's threads."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()} ({torch.get_num_threads()} torch threads)"
