@@ -59,6 +59,36 @@ def _dense_softmin(cost: torch.Tensor) -> Softmin:
     return softmin
 
 
+def _kernel_step(
+    cost: torch.Tensor,
+    f: torch.Tensor,
+    g: torch.Tensor | None,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    eps: float,
+    damping: float,
+) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """One symmetric (averaged) Sinkhorn update at ``eps`` in kernel form.
+
+    ``softmin_eps(g / eps + log b)_i = f_i - eps log (K b)_i`` with the absorbed kernel
+    ``K_ij = exp((f_i + g_j - C_ij) / eps)``: one ``exp`` over ``C`` and two mat-vecs, where the
+    log domain needs two log-sum-exps. Potentials from the previous ε bound ``K`` above by about
+    ``(1 / b_j)^(eps_prev / eps)``. Returns None if a row or column sum under- or overflows.
+    ``g=None`` updates the symmetric problem ``OT(a, a)``.
+    """
+    sym = g is None
+    g0 = f if sym else g
+    kern = (f.unsqueeze(-1) + g0.unsqueeze(-2)).sub_(cost).div_(eps).exp_()
+    log_s = (kern @ b.unsqueeze(-1)).squeeze(-1).log()
+    f_new = 0.5 * (f + damping * (f - eps * log_s))
+    if sym:
+        return (f_new, None) if bool(torch.isfinite(log_s).all()) else None
+    log_t = (kern.transpose(-1, -2) @ a.unsqueeze(-1)).squeeze(-1).log()
+    if not bool(torch.isfinite(log_s).all() & torch.isfinite(log_t).all()):
+        return None
+    return f_new, 0.5 * (g + damping * (g - eps * log_t))
+
+
 def _kernel_polish(
     cost: torch.Tensor,
     f: torch.Tensor,
@@ -397,8 +427,22 @@ def sinkhorn(
         f_ba, g_ab = damp(eps) * sm_xy(eps, b_log), damp(eps) * sm_yx(eps, a_log)
         if debias:
             f_aa, g_bb = damp(eps) * sm_xx(eps, a_log), damp(eps) * sm_yy(eps, b_log)
+        use_kernel = backend == "dense"
         for eps in eps_list:  # ε-scaling with symmetric (averaged) updates
             k = damp(eps)
+            if use_kernel:  # one exp and two mat-vecs per level instead of two log-sum-exps
+                steps = [_kernel_step(c_xy, f_ba, g_ab, a, b, eps, k)]
+                if debias:
+                    steps += [
+                        _kernel_step(c_xx, f_aa, None, a, a, eps, k),
+                        _kernel_step(c_yy, g_bb, None, b, b, eps, k),
+                    ]
+                if all(s is not None for s in steps):
+                    (f_ba, g_ab) = steps[0]
+                    if debias:
+                        f_aa, g_bb = steps[1][0], steps[2][0]
+                    continue
+                use_kernel = False  # not representable at this scale: stay in the log domain
             ft_ba, gt_ab = k * sm_xy(eps, b_log + g_ab / eps), k * sm_yx(eps, a_log + f_ba / eps)
             f_ba, g_ab = 0.5 * (f_ba + ft_ba), 0.5 * (g_ab + gt_ab)
             if debias:
@@ -433,7 +477,8 @@ def sinkhorn(
 
     # Last extrapolation with autograd on: the envelope theorem gives the gradients.
     eps, k = eps_list[-1], damp(eps_list[-1])
-    if backend == "dense":
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, a, b))
+    if backend == "dense" and needs_grad:
         del sm_xy, sm_yx, c_xy  # free the loop's matrices before building live ones
         c_xy = cost_matrix(x, y.detach(), p)
         sm_xy, sm_yx = _dense_softmin(c_xy), _dense_softmin(cost_matrix(y, x.detach(), p))
