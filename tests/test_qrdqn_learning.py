@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import wdist
 from torch import nn
 
+import wdist
 from apps.qrdqn.agent import epsilon_at, quantile_targets, td_loss
 from apps.qrdqn.config import QRDQNConfig
 from apps.qrdqn.networks import QuantileNetwork

@@ -23,8 +23,10 @@ def _prepare(values: Any, weights: Any, name: str, like: torch.Tensor | None):
 def _sorted(t: torch.Tensor) -> torch.Tensor:
     """Values sorted along the last dim; numpy's sort is about 2x torch's on CPU, so use it when
     no gradient is needed."""
-    if t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) and not (
-        t.requires_grad and torch.is_grad_enabled()
+    if (
+        t.device.type == "cpu"
+        and t.dtype in (torch.float32, torch.float64)
+        and not (t.requires_grad and torch.is_grad_enabled())
     ):
         return torch.from_numpy(np.sort(t.detach().numpy(), axis=-1))
     return t.sort(-1).values
