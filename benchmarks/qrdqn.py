@@ -30,14 +30,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apps.qrdqn.agent import _make_update, build_network, make_replay, train
-from apps.qrdqn.config import QRDQNConfig
-from apps.qrdqn.envs import VectorEnv
-from apps.qrdqn.run import machine
-from apps.runtime import load_config
-from apps.runtime.logging import read_csv
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from apps.qrdqn.agent import _make_update, build_network, make_replay, train  # noqa: E402
+from apps.qrdqn.config import QRDQNConfig  # noqa: E402
+from apps.qrdqn.envs import VectorEnv  # noqa: E402
+from apps.runtime import load_config  # noqa: E402
+from apps.runtime.logging import read_csv  # noqa: E402
+from apps.runtime.machine import describe  # noqa: E402
+
 WARMUP_STEPS = 1000  # agent steps before timing starts (and before learning starts in e2e)
 # Both act at the paper's final epsilon throughout: sb3 skips the network for exploratory
 # actions, so an epsilon near 1 would time its random-action shortcut, not acting.
@@ -147,7 +149,7 @@ def main() -> None:
     import stable_baselines3
 
     meta = {
-        "machine": machine(torch.device("cpu")), "cpu_count": os.cpu_count(),
+        "machine": describe(torch.device("cpu")), "cpu_count": os.cpu_count(),
         "torch_threads": args.threads, "our_num_envs": args.num_envs, "sb3_num_envs": 1,
         "versions": {"torch": torch.__version__, "ale_py": ale_py.__version__,
                      "gymnasium": gymnasium.__version__, "sb3_contrib": sb3_contrib.__version__,
