@@ -133,3 +133,22 @@ def test_cartpole_reaches_400(tmp_path):
     returns = evaluate(net, cfg, episodes=10, device=torch.device("cpu"), epsilon=0.0)
     assert len(returns) == 10
     assert np.mean(returns) >= 400, returns
+
+
+@pytest.mark.parametrize(
+    "config, env_id, match",
+    [
+        (CARTPOLE.with_name("atari-paper.yaml"), "ALE/Pongg-v5", "env_id 'ALE/Pongg-v5'"),
+        (CARTPOLE, "Foo-v1", "env_id 'Foo-v1'"),
+        (CARTPOLE, "Pendulum-v1", "discrete action space"),
+    ],
+)
+def test_bad_env_is_a_clear_error(config, env_id, match):
+    cfg = load_config(QRDQNConfig, config, {"env_id": env_id, "num_envs": 1})
+    with pytest.raises(ValueError, match=match):
+        VectorEnv(cfg)
+
+
+def test_atari_needs_the_conv_torso():
+    with pytest.raises(ValueError, match="needs the 'nature' conv torso"):
+        load_config(QRDQNConfig, CARTPOLE, {"env_id": "ALE/Pong-v5"})

@@ -105,3 +105,13 @@ def test_demo_core_figures(tmp_path):
 
     path = disjoint_support_figure(tmp_path / "d.png")
     assert path.stat().st_size > 10_000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_load_checkpoint_rejects_other_files(tmp_path):
+    bogus = tmp_path / "notes.pt"
+    bogus.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="notes.pt is not a wdist checkpoint"):
+        load_checkpoint(bogus)
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="holds a list"):
+        load_checkpoint(tmp_path / "list.pt")

@@ -24,7 +24,7 @@ import torch
 import wdist
 from apps.qrdqn.config import QRDQNConfig
 from apps.qrdqn.envs import VectorEnv
-from apps.qrdqn.networks import QuantileNetwork
+from apps.qrdqn.networks import QuantileNetwork, greedy_action
 from apps.qrdqn.replay import Batch, ReplayBuffer
 from apps.runtime import CSVLogger, load_checkpoint, progress, save_checkpoint, seed_everything
 from apps.runtime.config import to_dict
@@ -59,7 +59,7 @@ def quantile_targets(target_net: QuantileNetwork, batch: Batch) -> torch.Tensor:
     """T theta_j = R + discount * theta'_j(s', a*), a* greedy by the mean of theta'. [B, N]."""
     with torch.no_grad():
         next_quantiles = target_net(batch.next_obs).float()  # [B, A, N]
-        a_star = next_quantiles.mean(dim=2).argmax(dim=1)
+        a_star = greedy_action(next_quantiles)
         chosen = next_quantiles[torch.arange(len(a_star), device=a_star.device), a_star]
         return batch.returns[:, None] + batch.discounts[:, None] * chosen
 
@@ -168,7 +168,7 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
             # --- act: epsilon-greedy on the mean of the quantiles --------------------------------
             epsilon = epsilon_at(counters["steps"], cfg)
             with torch.no_grad():
-                greedy = policy(torch.as_tensor(obs, device=device)).mean(dim=2).argmax(dim=1)
+                greedy = greedy_action(policy(torch.as_tensor(obs, device=device)))
             actions = np.where(rng.random(E) < epsilon, rng.integers(0, A, E),
                                greedy.cpu().numpy())
             envs.send(actions)

@@ -78,6 +78,11 @@ class QRDQNConfig:
             raise ValueError(f"config key 'kappa' must be >= 0, got {self.kappa}")
         if self.torso not in ("nature", "mlp"):
             raise ValueError(f"config key 'torso' must be 'nature' or 'mlp', got {self.torso!r}")
+        if self.env_id.startswith("ALE/") and self.torso != "nature":
+            raise ValueError(
+                f"config key 'torso': Atari env {self.env_id!r} needs the 'nature' conv torso on "
+                f"84x84 frames, got {self.torso!r}"
+            )
         if self.replay_capacity < self.num_envs * (self.frame_stack + self.n_step + 1):
             raise ValueError(
                 f"config key 'replay_capacity' ({self.replay_capacity}) is too small for "

@@ -51,6 +51,14 @@ class Step:
     life_lost: np.ndarray  # a life was lost (Atari); all False elsewhere
 
 
+def _make_vec(gym, env_id: str, **kwargs):
+    """``gymnasium.make_vec`` with gymnasium's errors (unknown id, bad kwargs) as a ValueError."""
+    try:
+        return gym.make_vec(env_id, **kwargs)
+    except gym.error.Error as err:
+        raise ValueError(f"env_id {env_id!r}: {err}") from err
+
+
 class VectorEnv:
     """``num_envs`` copies of one environment, reset and stepped together."""
 
@@ -63,7 +71,8 @@ class VectorEnv:
             import ale_py
 
             gym.register_envs(ale_py)
-            self.env = gym.make_vec(
+            self.env = _make_vec(
+                gym,
                 cfg.env_id,
                 num_envs=self.num_envs,
                 vectorization_mode="vector_entry_point",
@@ -90,12 +99,17 @@ class VectorEnv:
                 raise ValueError(
                     f"frame_stack must be 1 for non-Atari env {cfg.env_id!r}, got {cfg.frame_stack}"
                 )
-            self.env = gym.make_vec(cfg.env_id, num_envs=self.num_envs, vectorization_mode="sync")
+            self.env = _make_vec(gym, cfg.env_id, num_envs=self.num_envs, vectorization_mode="sync")
             self.frame_shape = tuple(self.env.single_observation_space.shape)
             self.frames_per_step = 1
         mode = self.env.metadata.get("autoreset_mode")
         if mode is not None and getattr(mode, "value", mode) != "NextStep":
             raise ValueError(f"{cfg.env_id}: expected NEXT_STEP autoreset, got {mode}")
+        if not isinstance(self.env.single_action_space, gym.spaces.Discrete):
+            raise ValueError(
+                f"env_id {cfg.env_id!r}: QR-DQN needs a discrete action space, got "
+                f"{self.env.single_action_space}"
+            )
         self.num_actions = int(self.env.single_action_space.n)
         self.stack = cfg.frame_stack
         self._lives: np.ndarray | None = None

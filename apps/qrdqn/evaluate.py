@@ -10,7 +10,7 @@ import torch
 
 from apps.qrdqn.config import QRDQNConfig
 from apps.qrdqn.envs import VectorEnv
-from apps.qrdqn.networks import QuantileNetwork
+from apps.qrdqn.networks import QuantileNetwork, greedy_action
 from apps.runtime import CSVLogger, load_checkpoint
 from apps.runtime.config import from_dict
 
@@ -55,7 +55,7 @@ def evaluate(
     try:
         while active.any():
             with torch.no_grad():
-                greedy = net(torch.as_tensor(obs, device=device)).mean(dim=2).argmax(dim=1)
+                greedy = greedy_action(net(torch.as_tensor(obs, device=device)))
             actions = np.where(rng.random(num_envs) < epsilon,
                                rng.integers(0, envs.num_actions, num_envs), greedy.cpu().numpy())
             step = envs.step(actions)

@@ -6,6 +6,12 @@ import torch
 from torch import nn
 
 
+def greedy_action(quantiles: torch.Tensor) -> torch.Tensor:
+    """``argmax_a Q(s, a)`` with ``Q(s, a) = (1/N) sum_i theta_i(s, a)``: quantiles ``[B, A, N]``
+    -> actions ``[B]`` (the mean of the quantiles, not their maximum)."""
+    return quantiles.mean(dim=2).argmax(dim=1)
+
+
 class QuantileNetwork(nn.Module):
     """theta(s) of shape [B, A, N]: N quantile estimates of the return of each of A actions.
 
@@ -52,5 +58,5 @@ class QuantileNetwork(nn.Module):
 
     @torch.no_grad()
     def greedy(self, obs: torch.Tensor) -> torch.Tensor:
-        """argmax_a of the mean over quantiles: Q(s, a) = (1/N) sum_i theta_i(s, a)."""
-        return self(obs).mean(dim=2).argmax(dim=1)
+        """The greedy actions ``[B]`` for observations ``obs``."""
+        return greedy_action(self(obs))
