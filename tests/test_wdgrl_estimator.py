@@ -1,5 +1,7 @@
 """WDGRLClassifier: scikit-learn contract, input validation, methods, resume."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -8,9 +10,10 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks
 
 import apps.wdgrl.estimator as estimator_module
+from apps.runtime.logging import read_csv
 from apps.wdgrl import WDGRLClassifier
 from apps.wdgrl.data import make_moons_task
-from apps.wdgrl.methods import coral_loss, grad_reverse
+from apps.wdgrl.methods import CORALAligner, coral_loss, grad_reverse
 
 FAST = dict(hidden=(32,), critic_hidden=(16,), epochs=3, lr=1e-2, critic_lr=1e-3, device="cpu")
 
@@ -125,7 +128,7 @@ def test_grad_reverse_and_coral_against_references():
 
 
 def test_early_stopping_uses_source_validation_only(moons):
-    est = WDGRLClassifier(method="source_only", patience=0, **{**FAST, "epochs": 30,
+    est = WDGRLClassifier(method="source_only", patience=1, **{**FAST, "epochs": 30,
                                                                 "lr": 0.05})
     est.fit(moons.Xs, moons.ys, moons.Xt, eval_set=(moons.Xt_test, moons.yt_test))
     losses = [r["source_val_loss"] for r in est.history_]
@@ -165,4 +168,62 @@ def test_resume_after_interruption_gives_the_same_model(moons, tmp_path, monkeyp
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     np.testing.assert_array_equal(full.predict_proba(moons.Xt_test),
                                   resumed.predict_proba(moons.Xt_test))
-    assert len((tmp_path / "log.csv").read_text().strip().splitlines()) == 1 + 4
+    assert read_csv(tmp_path / "log.csv")["epoch"] == [1, 2, 3, 4]  # no row lost or repeated
+
+
+def test_resume_refuses_other_params_or_data(moons, tmp_path):
+    ck = tmp_path / "run.pt"
+    params = {**FAST, "epochs": 2}
+    WDGRLClassifier(**params).fit(moons.Xs, moons.ys, moons.Xt, checkpoint=ck)
+    for change, key in [({"lr": 0.5}, "lr: 0.01 in the checkpoint, 0.5 now"),
+                        ({"hidden": (64,)}, "hidden: [32] in the checkpoint, [64] now"),
+                        ({"method": "dann"}, "method: 'wdgrl' in the checkpoint, 'dann' now")]:
+        with pytest.raises(ValueError, match=f"cannot resume from .*{re.escape(key)}"):
+            WDGRLClassifier(**{**params, **change}).fit(moons.Xs, moons.ys, moons.Xt,
+                                                         checkpoint=ck, resume=True)
+    with pytest.raises(ValueError, match=r"X.shape: \[200, 2\] in the checkpoint, \[150, 2\]"):
+        WDGRLClassifier(**params).fit(moons.Xs[:150], moons.ys[:150], moons.Xt, checkpoint=ck,
+                                      resume=True)
+    with pytest.raises(ValueError, match="data hash"):
+        WDGRLClassifier(**params).fit(moons.Xs + 1, moons.ys, moons.Xt, checkpoint=ck,
+                                      resume=True)
+    # epochs, verbose and device may change: training continues from epoch 2
+    more = WDGRLClassifier(**{**params, "epochs": 3, "hidden": [32]}).fit(
+        moons.Xs, moons.ys, moons.Xt, checkpoint=ck, resume=True)
+    assert [r["epoch"] for r in more.history_] == [1, 2, 3]
+
+
+def test_coral_with_a_one_sample_last_batch_stays_finite(moons):
+    # 200 source samples, no validation split, batch 199: the last batch has one sample,
+    # whose covariance is 0/0.
+    est = WDGRLClassifier(method="coral", val_fraction=0.0, batch_size=199,
+                          **{**FAST, "epochs": 2})
+    est.fit(moons.Xs, moons.ys, moons.Xt)
+    assert np.isfinite(est.predict_proba(moons.Xt_test)).all()
+    assert coral_loss(torch.ones(1, 3), torch.randn(5, 3)).item() == 0.0
+
+
+def test_non_finite_training_loss_raises(moons, monkeypatch):
+    monkeypatch.setattr(CORALAligner, "loss", lambda self, h_s, h_t, p: h_s.new_tensor(np.nan))
+    with pytest.raises(FloatingPointError, match="training loss became nan .*epoch 1, step 1"):
+        WDGRLClassifier(method="coral", **FAST).fit(moons.Xs, moons.ys, moons.Xt)
+
+
+def test_more_bad_inputs_name_the_argument(moons):
+    def fit(**kw):
+        params = {**FAST, **{k: v for k, v in kw.items() if k != "eval_set"}}
+        WDGRLClassifier(**params).fit(moons.Xs, moons.ys, moons.Xt, eval_set=kw.get("eval_set"))
+
+    with pytest.raises(ValueError, match=r"eval_set must be a pair \(X_eval, y_eval\)"):
+        fit(eval_set=moons.Xt_test)
+    with pytest.raises(ValueError, match=r"eval_set\[0\] samples have shape \(3,\)"):
+        fit(eval_set=(np.zeros((4, 3)), np.zeros(4)))
+    with pytest.raises(ValueError, match="hidden must be a tuple of positive ints"):
+        fit(hidden=(0,))
+    with pytest.raises(ValueError, match="critic_hidden must be a tuple of positive ints"):
+        fit(critic_hidden="16")
+    with pytest.raises(ValueError, match="patience must be a positive int or None, got 0"):
+        fit(patience=0)
+    with pytest.raises(ValueError, match="at least 16x16 pixels.*H=8, W=8"):
+        WDGRLClassifier(network="cnn", epochs=1, device="cpu").fit(
+            np.zeros((4, 1, 8, 8)), [0, 1, 0, 1], np.zeros((4, 1, 8, 8)))

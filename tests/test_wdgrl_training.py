@@ -1,6 +1,12 @@
-"""WDGRL actually adapts: 50°-rotated moons beats source-only, the critic tracks exact W1."""
+"""WDGRL actually adapts on 50°-rotated moons; the CLI writes its reports and resumes.
+
+The W1 check is a sanity band, not a precision claim: the training critic's W1 estimate must
+fall, and a copy of the critic refit on frozen features must land between half of and just
+above the exact W1 (``wdist.emd``) of those features.
+"""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +31,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def test_wdgrl_beats_source_only_on_50_degree_moons():
+def test_wdgrl_beats_source_only_and_refit_critic_w1_is_within_half_of_emd():
     task = make_moons_task(50.0)
     acc = {m: [] for m in ("source_only", "wdgrl")}
     for seed in (0, 1):
@@ -36,7 +42,7 @@ def test_wdgrl_beats_source_only_on_50_degree_moons():
             if m == "wdgrl":
                 w1 = [r["w1"] for r in est.history_]
                 assert np.mean(w1[-3:]) < 0.8 * np.mean(w1[:2])  # the critic's W1 falls
-                if seed == 0:  # the dual estimate is below the exact W1, and not far below
+                if seed == 0:  # refit dual estimate in [0.5, 1.05] x exact W1 (a loose band)
                     c = w1_check(est, task, 300, seed, refit_steps=100)
                     assert 0.5 * c["emd_w1"] < c["refit_w1"] < 1.05 * c["emd_w1"], c
                     assert c["emd_floor"] < c["emd_w1"]
@@ -44,7 +50,7 @@ def test_wdgrl_beats_source_only_on_50_degree_moons():
     assert gain.min() > 0.1, acc
 
 
-def test_cli_run_writes_table_json_plots_and_resumes(tmp_path, capsys):
+def test_cli_run_writes_table_json_plots_and_resumes(tmp_path, capsys, monkeypatch):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({
         "task": "moons", "angle": 30.0, "methods": ["source_only", "wdgrl", "target_only"],
@@ -62,6 +68,11 @@ def test_cli_run_writes_table_json_plots_and_resumes(tmp_path, capsys):
         assert (out / png).stat().st_size > 1000
     assert (out / "runs" / "moons30" / "wdgrl_seed1.pt").is_file()
     first = res["wdgrl"]["acc"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("--resume retrained a finished run")
+
+    monkeypatch.setattr(WDGRLClassifier, "_train_epoch", no_training)
     assert main([*argv, "--resume"]) == 0  # finished runs are restored, not retrained
     again = json.loads((out / "moons30.json").read_text())["tasks"][0]["methods"]["wdgrl"]
     assert again["acc"] == first
@@ -74,9 +85,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_text("task: moons\nlearning_rate: 0.1\n")
     assert main(["wdgrl", "--config", str(bad)]) == 2
     assert "unknown config key(s) ['learning_rate']" in capsys.readouterr().err
+    assert main(["wdgrl", "bench", "--methods", "wdgrl", "--config", str(bad)]) == 2
+    assert "does not take --config, --methods" in capsys.readouterr().err
 
 
-def test_cli_on_user_feature_files(tmp_path):
+def test_cli_on_user_feature_files(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     Xs = rng.normal(size=(60, 5))
     ys = (Xs[:, 0] > 0).astype(int)
@@ -84,11 +97,13 @@ def test_cli_on_user_feature_files(tmp_path):
     np.savez(tmp_path / "src.npz", X=Xs, y=ys)
     lines = ["a,b,c,d,e,label"] + [",".join(map(str, r)) + f",{int(r[0] > 0.5)}" for r in Xt]
     (tmp_path / "tgt.csv").write_text("\n".join(lines))
-    out = tmp_path / "out"
-    assert main(["wdgrl", "--config", "configs/wdgrl/files.yaml", "--source",
+    config = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "files.yaml"
+    monkeypatch.chdir(tmp_path)
+    assert main(["wdgrl", "--config", str(config), "--source",
                  str(tmp_path / "src.npz"), "--target", str(tmp_path / "tgt.csv"), "--epochs",
-                 "1", "--seeds", "1", "--methods", "source_only", "wdgrl", "--out", str(out),
+                 "1", "--seeds", "1", "--methods", "source_only", "wdgrl",
                  "--device", "cpu"]) == 0
-    res = json.loads((out / "tgt.json").read_text())["tasks"][0]
+    # the default output folder is the git-ignored runs/wdgrl, never the committed results
+    res = json.loads((tmp_path / "runs" / "wdgrl" / "tgt.json").read_text())["tasks"][0]
     assert res["summary"].startswith("tgt: source (60, 5), target adapt (20, 5)")
     assert 0 <= res["methods"]["wdgrl"]["mean"] <= 1

@@ -2,7 +2,10 @@
 
     wdist wdgrl --config configs/wdgrl/moons50.yaml [--seeds 5] [--device cpu] [--resume]
     wdist wdgrl --config configs/wdgrl/files.yaml --source src.npz --target tgt.npz
-    wdist wdgrl bench [--seeds 3] [--out results/wdgrl] [--device cpu]
+    wdist wdgrl bench [--seeds 3] [--epochs N] [--out results/wdgrl] [--device cpu] [--resume]
+
+One run writes to runs/wdgrl by default (git-ignored); only ``bench`` defaults to the committed
+results/wdgrl.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", help="subset of methods (overrides the config)")
     p.add_argument("--source", help="source feature file (.npz/.csv) for task 'files'")
     p.add_argument("--target", help="target feature file (.npz/.csv) for task 'files'")
-    p.add_argument("--out", default="results/wdgrl", help="output folder (default results/wdgrl)")
+    p.add_argument("--out", help="output folder (default runs/wdgrl; bench: results/wdgrl)")
     p.add_argument("--threads", type=int, default=1,
                    help="CPU threads for torch (default 1: fastest for these small networks)")
     p.add_argument("--resume", action="store_true",
@@ -47,12 +50,19 @@ def _handle(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
 
     if args.mode == "bench":
-        run_bench(args.out, args.device, seeds=args.seeds, epochs=args.epochs,
-                  resume=args.resume)
+        ignored = [opt for opt, v in (("--config", args.config), ("--methods", args.methods),
+                                      ("--source", args.source), ("--target", args.target))
+                   if v is not None]
+        if ignored:
+            raise ValueError(f"`wdist wdgrl bench` runs every task's own config and does not "
+                             f"take {', '.join(ignored)}; use `wdist wdgrl --config ...` for one "
+                             "task")
+        run_bench(args.out or "results/wdgrl", args.device, seeds=args.seeds,
+                  epochs=args.epochs, resume=args.resume)
         return 0
     if not args.config:
         raise ValueError("--config is required (e.g. --config configs/wdgrl/moons50.yaml)")
     overrides = {"seeds": args.seeds, "epochs": args.epochs, "methods": args.methods,
                  "source_path": args.source, "target_path": args.target}
-    run_one(args.config, overrides, args.out, args.device, resume=args.resume)
+    run_one(args.config, overrides, args.out or "runs/wdgrl", args.device, resume=args.resume)
     return 0

@@ -18,6 +18,7 @@ if given, are only logged (curves), never used for any decision.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import time
 from collections.abc import Sequence
@@ -60,7 +61,8 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
     weight_decay : L2 on the extractor/classifier weights, biases excluded (paper: 1e-4).
     batch_size : samples per domain per step (paper: 32 source + 32 target).
     epochs : passes over the source training set.
-    patience : early stopping on the source validation loss (None: train all epochs, keep last).
+    patience : early stopping on the source validation loss: stop after ``patience`` epochs
+        without improvement and restore the best epoch (None: train all epochs, keep last).
     val_fraction : share of the source held out for validation (0 allowed when patience is None).
     dann_weight, coral_weight : weight of the DANN / CORAL term.
     seed : seeds initialisation, batching and the penalty's interpolates (deterministic on CPU).
@@ -108,8 +110,11 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         y : ``[n]`` class labels (any hashable values, at least two classes).
         eval_set : optional ``(X, y)`` of labelled target data, only logged as ``target_acc``.
         checkpoint : file rewritten atomically after every epoch; with ``resume=True`` training
-            continues from it (same seed -> the same final model as an uninterrupted run).
-        log_csv : one row per epoch (see :attr:`history_`).
+            continues from it (same seed -> the same final model as an uninterrupted run). The
+            checkpoint must come from the same parameters (``epochs``, ``verbose`` and
+            ``device`` may change) and the same data, else ``ValueError`` names what differs.
+        log_csv : one row per epoch (see :attr:`history_`); on resume it is rewritten from the
+            checkpoint's history, so it always matches the checkpoint.
         """
         self._check_params()
         Xs = _as_array(X, "X")
@@ -128,7 +133,13 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         device = resolve_device(self.device)
         eval_xy = None
         if eval_set is not None:
+            if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+                raise ValueError("eval_set must be a pair (X_eval, y_eval) of labelled target "
+                                 f"data, got {type(eval_set).__name__}")
             Xe = _as_array(eval_set[0], "eval_set[0]")
+            if Xe.shape[1:] != Xs.shape[1:]:
+                raise ValueError(f"eval_set[0] samples have shape {Xe.shape[1:]} but X samples "
+                                 f"have {Xs.shape[1:]}")
             ye = self._encode(_as_labels(eval_set[1], len(Xe), "eval_set[1]"))
             eval_xy = (Xe, ye)
 
@@ -160,8 +171,10 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         self.history_: list[dict[str, float]] = []
         best: dict[str, Any] = {"loss": math.inf, "epoch": -1, "state": None, "bad": 0}
         start = 0
+        fingerprint = _fingerprint(Xs, ys, Xt)
         if resume and checkpoint is not None and Path(checkpoint).is_file():
             ck = load_checkpoint(checkpoint, map_location=device)
+            self._check_resumable(ck, fingerprint, checkpoint)
             self.extractor_.load_state_dict(ck["extractor"])
             self.head_.load_state_dict(ck["head"])
             self.aligner_.load_state_dict(ck["aligner"])
@@ -173,7 +186,10 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             self.history_, best, start = ck["history"], ck["best"], ck["epoch"]
             if ck["stopped"]:  # early-stopped: nothing left to train
                 start = self.epochs
-        logger = CSVLogger(log_csv, resume=resume and start > 0) if log_csv else None
+        logger = CSVLogger(log_csv) if log_csv else None
+        if logger:  # rewritten from the checkpoint's history, so the CSV always matches it
+            for row in self.history_:
+                logger.log(row)
 
         steps = math.ceil(len(xs) / self.batch_size)
         quiet = {} if self.verbose else {"disable": True}
@@ -187,8 +203,6 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
                 row["epoch"] = epoch + 1
                 row["seconds"] = time.perf_counter() - t0
                 self.history_.append(row)
-                if logger:
-                    logger.log(row)
                 stop = self._early_stopping(best, row, epoch)
                 if self.verbose:
                     bar.set_postfix(clf=f"{row['clf_loss']:.3f}", w1=f"{row['w1']:.3f}",
@@ -202,8 +216,10 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
                         if device.type == "cuda" else None,
                         "history": self.history_, "best": best, "epoch": epoch + 1,
                         "stopped": stop,
-                        "params": self.get_params(),
+                        "params": self.get_params(), "fingerprint": fingerprint,
                     }, checkpoint)
+                if logger:  # after the checkpoint: an interrupt cannot log a row twice
+                    logger.log(row)
                 if stop:
                     break
         finally:
@@ -231,7 +247,14 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             clf = F.cross_entropy(self.head_(h_s), ys[bi])
             align = self.aligner_.loss(h_s, h_t, (epoch + i / steps) / self.epochs)
             opt.zero_grad(set_to_none=True)
-            (clf + align).backward()
+            loss = clf + align
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {loss.item()} (classification {clf.item()}, "
+                    f"alignment {align.item()}) at epoch {epoch + 1}, step {i + 1}, "
+                    f"method={self.method!r}; lower lr / critic_lr or the alignment weight"
+                )
+            loss.backward()
             opt.step()
             sums["clf_loss"] += clf.item()
             sums["align_loss"] += align.item()
@@ -275,6 +298,23 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             return CORALAligner(self.coral_weight)
         return Aligner()
 
+    def _check_resumable(
+        self, ck: dict[str, Any], fingerprint: dict[str, Any], path: str | Path
+    ) -> None:
+        """Raise if checkpoint ``ck`` was written for other parameters or other data."""
+        saved = {k: _plain(v) for k, v in ck.get("params", {}).items()
+                 if k not in _RESUME_FREE}
+        now = {k: _plain(v) for k, v in self.get_params().items() if k not in _RESUME_FREE}
+        diff = [f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now"
+                for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+        old = ck.get("fingerprint", fingerprint)
+        diff += [f"{k}: {old.get(k)!r} in the checkpoint, {fingerprint[k]!r} now"
+                 for k in fingerprint if old.get(k) != fingerprint[k]]
+        if diff:
+            raise ValueError(f"cannot resume from {path}: it was written with different "
+                             f"settings ({'; '.join(diff)}); use another checkpoint path or "
+                             "resume=False")
+
     def _check_params(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
@@ -290,8 +330,18 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
-        if self.patience is not None and (self.patience < 0 or self.val_fraction == 0):
-            raise ValueError("patience needs a source validation set (val_fraction > 0) and >= 0")
+        for name in ("hidden", "critic_hidden"):
+            v = getattr(self, name)
+            if isinstance(v, (str, bytes)) or not isinstance(v, Sequence) or not all(
+                _is_int(h) and h > 0 for h in v
+            ):
+                raise ValueError(f"{name} must be a tuple of positive ints (layer widths), "
+                                 f"got {v!r}")
+        if self.patience is not None:
+            if not _is_int(self.patience) or self.patience < 1:
+                raise ValueError(f"patience must be a positive int or None, got {self.patience!r}")
+            if self.val_fraction == 0:
+                raise ValueError("patience needs a source validation set: set val_fraction > 0")
 
     # ------------------------------------------------------------------ inference
     def _check_fitted(self) -> None:
@@ -335,6 +385,27 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         idx = np.searchsorted(self.classes_, labels)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         return np.where(self.classes_[idx] == labels, idx, -1).astype(np.int64)
+
+
+_RESUME_FREE = ("epochs", "verbose", "device")  # may change between a run and its resume
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _plain(v: Any) -> Any:
+    """Parameter value in a comparable form (tuples and lists of widths compare equal)."""
+    return [_plain(x) for x in v] if isinstance(v, (tuple, list)) else v
+
+
+def _fingerprint(Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> dict[str, Any]:
+    """Shapes and a hash of the training data, stored in checkpoints to refuse a foreign resume."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in (Xs, ys, Xt):
+        h.update(np.ascontiguousarray(a).data)
+    return {"X.shape": list(Xs.shape), "X_target.shape": list(Xt.shape),
+            "data hash": h.hexdigest()}
 
 
 def _as_array(X: Any, name: str) -> np.ndarray:

@@ -139,10 +139,12 @@ def w1_check(
     """The critic's W1 estimate vs the exact W1 (``wdist.emd``) on the same ``n``+``n`` features.
 
     ``critic_w1``: the critic as trained (it tracks a moving target, one batch at a time).
-    ``refit_w1``: a copy of it trained ``refit_steps`` more full-batch steps on these frozen
-    features, i.e. the dual estimate of exactly the quantity ``emd`` computes.
-    ``emd_floor``: ``emd`` between two disjoint halves of the *source* features: the
-    finite-sample part of an empirical W1 (zero for the population), for context.
+    ``refit_w1``: a copy of it trained ``refit_steps`` more steps on these frozen features,
+    each on ``n`` + ``n`` samples drawn with replacement (minibatches, not full-batch gradient
+    steps): a dual estimate of the quantity ``emd`` computes.
+    ``emd_floor``: ``emd`` between two disjoint ``n/2``-sample halves of the *source* features:
+    the finite-sample part of an empirical W1 (zero for the population), for context. Half-size
+    samples have a larger empirical W1, so this overstates the floor of the ``n`` vs ``n`` emd.
     """
     from wdist import emd
 

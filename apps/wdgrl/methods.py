@@ -10,7 +10,8 @@ from the shared extractor and returns the term the extractor minimises:
 - ``dann`` (Ganin et al. 2016): a domain classifier behind a gradient-reversal layer; the
   reversal coefficient follows the paper's schedule 2 / (1 + exp(−10 p)) − 1, p = training
   progress in [0, 1].
-- ``coral`` (Sun & Saenko 2016): ‖C_s − C_t‖²_F / (4 k²), C the feature covariances.
+- ``coral`` (Sun & Saenko 2016): ‖C_s − C_t‖²_F / (4 k²), C the feature covariances (0 for a
+  batch of fewer than two samples, whose covariance is undefined).
 - ``source_only``: no term (also used, trained on labelled target data, as the upper bound).
 """
 
@@ -128,7 +129,13 @@ class DANNAligner(Aligner):
 
 
 def coral_loss(h_s: torch.Tensor, h_t: torch.Tensor) -> torch.Tensor:
-    """Deep CORAL: ‖Cov(h_s) − Cov(h_t)‖²_F / (4 k²) for features ``[B, k]``."""
+    """Deep CORAL: ‖Cov(h_s) − Cov(h_t)‖²_F / (4 k²) for features ``[B, k]``.
+
+    The unbiased covariance of one sample is undefined (0/0 = NaN), so the term is 0 when either
+    batch has fewer than two samples.
+    """
+    if len(h_s) < 2 or len(h_t) < 2:
+        return h_s.new_zeros(())
     k = h_s.shape[1]
     diff = torch.cov(h_s.T) - torch.cov(h_t.T)
     return (diff * diff).sum() / (4.0 * k * k)

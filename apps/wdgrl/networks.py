@@ -49,6 +49,11 @@ class CNNExtractor(nn.Module):
                 f"{tuple(input_shape)} (use network='mlp' for flat features)"
             )
         c, h, w = input_shape
+        if h < 16 or w < 16:
+            raise ValueError(
+                f"the CNN extractor needs images of at least 16x16 pixels (two 2x pooling "
+                f"stages); got H={h}, W={w} (use network='mlp' for smaller inputs)"
+            )
         self.conv = nn.Sequential(
             nn.Conv2d(c, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 48, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),

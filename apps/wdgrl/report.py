@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import platform
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from apps.runtime import load_config
-from apps.runtime.machine import cpu_model
+from apps.runtime import load_config, resolve_device
+from apps.runtime.machine import machine_info, markdown_header
 from apps.wdgrl.experiment import ALL_METHODS, PEER, WDGRLConfig, build_task, run_experiment
 from apps.wdgrl.plots import plot_curves, plot_features, plot_summary
 
@@ -30,7 +28,7 @@ def run_one(
     out = Path(out)
     result = _run(cfg, out, device, resume, verbose=True)
     rows = [_public(result)]
-    write_report(rows, out, f"{cfg.name}", command_line())
+    write_report(rows, out, f"{cfg.name}", device)
     return result
 
 
@@ -46,7 +44,7 @@ def run_bench(
                           {"seeds": seeds, "epochs": epochs})
         print(f"[wdgrl bench] {name}: {cfg.methods} x {cfg.seeds} seeds", flush=True)
         rows.append(_public(_run(cfg, out, device, resume, verbose=False)))
-        write_report(rows, out, "bench", command_line())  # partial results survive a Ctrl-C
+        write_report(rows, out, "bench", device)  # partial results survive a Ctrl-C
     return rows
 
 
@@ -82,12 +80,11 @@ def _print_result(result: dict[str, Any]) -> None:
               f"{c['refit_rel_error']:.1%}; emd floor {c['emd_floor']:.4f})", flush=True)
 
 
-def write_report(rows: list[dict[str, Any]], out: Path, name: str, command: str) -> Path:
+def write_report(rows: list[dict[str, Any]], out: Path, name: str, device: str) -> Path:
     """``<name>.md`` (table), ``<name>.json`` (everything behind it), and a summary bar plot."""
     out.mkdir(parents=True, exist_ok=True)
     methods = [m for m in (*ALL_METHODS, PEER) if any(m in r["methods"] for r in rows)]
-    meta = environment()
-    meta["command"] = command
+    meta = environment(str(resolve_device(device)))
     lines = [
         f"# WDGRL benchmark: target test accuracy ({name})", "",
         "Mean ± std over seeds; every method uses the same split, network, optimiser and "
@@ -119,16 +116,17 @@ def write_report(rows: list[dict[str, Any]], out: Path, name: str, command: str)
     if checks:
         lines += ["", "WDGRL critic's final W1 estimate vs the exact W1 (`wdist.emd`) on the same "
                   "features (500 source + 500 target samples). *as trained*: the training "
-                  "critic; *refit*: that critic trained 500 more full-batch steps on these "
-                  "frozen features; *emd floor*: emd between two halves of the source features "
-                  "(finite-sample part of the empirical W1).", "",
+                  "critic; *refit*: that critic trained 500 more steps on these frozen features, "
+                  "each on 500 + 500 samples drawn with replacement; *emd floor*: emd between "
+                  "two 250-sample halves of the source features (the finite-sample part of an "
+                  "empirical W1; 250 vs 250 samples overstate the floor of a 500 vs 500 emd).",
+                  "",
                   "| task | seed | critic W1 as trained (rel. err) | critic W1 refit (rel. err) "
                   "| emd W1 | emd floor |", "|---|---|---|---|---|---|"]
         lines += [f"| {t} | {c['seed']} | {c['critic_w1']:.4f} ({c['rel_error']:.1%}) | "
                   f"{c['refit_w1']:.4f} ({c['refit_rel_error']:.1%}) | {c['emd_w1']:.4f} | "
                   f"{c['emd_floor']:.4f} |" for t, c in checks]
-    lines += ["", f"Machine: {meta['machine']}; torch {meta['torch']}, python {meta['python']}.",
-              "", f"Command: `{command}`", ""]
+    lines += ["", markdown_header(meta), ""]
     md = out / f"{name}.md"
     md.write_text("\n".join(lines))
     (out / f"{name}.json").write_text(json.dumps({"meta": meta, "tasks": rows}, indent=1,
@@ -137,16 +135,17 @@ def write_report(rows: list[dict[str, Any]], out: Path, name: str, command: str)
     return md
 
 
-def environment() -> dict[str, str]:
-    cpu = cpu_model()
-    machine = cpu + (f" + {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
-    return {"machine": machine, "torch": torch.__version__, "python": platform.python_version(),
-            "numpy": np.__version__}
+def environment(device: str | None = None) -> dict[str, Any]:
+    """:func:`apps.runtime.machine.machine_info` plus ``machine`` (CPU [+ GPU]) and ``torch``.
 
-
-def command_line() -> str:
-    argv = sys.argv[1:] if Path(sys.argv[0]).name in ("wdist", "cli.py", "__main__.py") else []
-    return "wdist " + " ".join(argv) if argv else " ".join(sys.argv)
+    ``device`` None: CUDA when available (what ``benchmarks/wdgrl.py`` measures on).
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    info = machine_info(device)
+    info["machine"] = str(info["cpu"]) + (f" + {info['gpu']}" if info["gpu"] else "")
+    info["torch"] = torch.__version__
+    return info
 
 
 def _json_default(o: Any) -> Any:
