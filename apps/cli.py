@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint (if any) is intact", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
         print(f"wdist {args.command}: error: {err}", file=sys.stderr)
         return 2
 
