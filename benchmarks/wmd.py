@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -39,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import wdist  # noqa: E402
 from apps.runtime import load_config, resolve_device, seed_everything  # noqa: E402
-from apps.runtime.machine import cpu_model  # noqa: E402
+from apps.runtime.machine import machine_info, versions  # noqa: E402
 from apps.wmd import WMD, Embeddings, knn_vote, tokenize  # noqa: E402
 
 
@@ -100,23 +98,11 @@ def _median_time(fn, repeats: int, sync=None):
 
 
 def _machine(device: torch.device) -> dict:
-    cpu = cpu_model()
-    info = {
-        "cpu": cpu,
-        "cpu_count": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "device": str(device),
-        "command": "python " + shlex.join(sys.argv),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    for mod in ("gensim", "ot"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except ImportError:
-            info[mod] = "not installed"
+    """``apps.runtime.machine.machine_info`` (CPU model and cores, torch threads, GPU, command)
+    with the device and the versions of the libraries compared here."""
+    info = machine_info(str(device))
+    info["device"] = str(device)
+    info["versions"] = versions(("torch", "numpy", "gensim", "pot"))
     return info
 
 
@@ -347,11 +333,12 @@ def _fmt_s(x: float) -> str:
 
 
 def write_speed(out: Path, info: dict, res: dict) -> None:
+    vers = info["versions"]
     lines = [
         "# WMD speed: ours vs gensim `KeyedVectors.wmdistance`",
         "",
-        f"Machine: {info['cpu']} ({info['device']}, torch threads {res['threads']}); "
-        f"torch {info['torch']}, gensim {info['gensim']}, POT {info['ot']}.",
+        f"Machine: {info['cpu']} ({info['cpu_cores']} cores; {info['device']}, torch threads "
+        f"{res['threads']}); torch {vers['torch']}, gensim {vers['gensim']}, POT {vers['pot']}.",
         f"Command: `{info['command']}`",
         "",
         "Embeddings: word2vec (100-D) trained by `apps.wmd.data.lee_word2vec()` on gensim's "
@@ -513,10 +500,10 @@ def main(argv: list[str] | None = None) -> int:
         tag = "gpu" if device.type == "cuda" else "cpu"
         (out / f"{tag}_sinkhorn.json").write_text(json.dumps({"machine": info, **g}, indent=2))
         lines = [
-            f"# Batched Sinkhorn WMD throughput ({info.get('gpu', info['cpu'])})",
+            f"# Batched Sinkhorn WMD throughput ({info['gpu'] or info['cpu']})",
             "",
             f"Synthetic unit-norm {g['dim']}-D word vectors, random documents, blur "
-            f"{g['blur']}, {g['dtype']}, debias=False. torch {info['torch']}.",
+            f"{g['blur']}, {g['dtype']}, debias=False. torch {info['versions']['torch']}.",
             f"Command: `{info['command']}`",
             "",
             "| words per doc | pairs per call | pairs/s | max rel. err vs exact | peak GPU mem |",

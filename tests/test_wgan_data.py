@@ -115,3 +115,21 @@ def test_npz_layouts_and_errors(tmp_path):
         load_npz(tmp_path / "a.npz", 8, key="nope")
     with pytest.raises(ValueError, match="data must be"):
         load_images("no_such_thing", 32)
+
+
+def test_npz_channels_are_converted_like_pillow(tmp_path):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    np.savez(tmp_path / "rgb.npz", images=rgb)
+    gray = load_images(str(tmp_path / "rgb.npz"), 16, channels=1)
+    assert gray.shape == (3, 1, 16, 16)
+    ref = np.stack([np.asarray(Image.fromarray(im).convert("L")) for im in rgb])
+    np.testing.assert_allclose(gray[:, 0].numpy(), ref / 127.5 - 1, atol=1.01 * 2 / 255)
+    assert load_images(str(tmp_path / "rgb.npz"), 16, channels=3).shape == (3, 3, 16, 16)
+    np.savez(tmp_path / "gray.npz", images=rgb[..., 0])
+    x = load_npz(tmp_path / "gray.npz", 16, channels=3)
+    assert x.shape == (3, 3, 16, 16)
+    assert torch.equal(x[:, 0], x[:, 2])
+    np.testing.assert_allclose(x[:, 1].numpy(), rgb[..., 0] / 127.5 - 1, atol=1e-6)
+    with pytest.raises(ValueError, match="channels must be 1"):
+        load_npz(tmp_path / "gray.npz", 16, channels=2)

@@ -76,6 +76,17 @@ def test_resume_is_exact(tmp_path, method):
         Trainer(_digits_cfg(tmp_path / "part", lipschitz=other)).fit(resume=True)
 
 
+def test_resume_without_checkpoint_is_an_error(tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint at .*fresh.checkpoint\.pt"):
+        Trainer(_digits_cfg(tmp_path / "fresh")).fit(resume=True)
+    assert not (tmp_path / "fresh" / "log.csv").exists()
+    capsys.readouterr()
+    rc = wdist_main(["wgan", "train", "--config", str(CONFIGS / "digits.yaml"), "--steps", "2",
+                     "--out", str(tmp_path / "cli"), "--resume", "--device", "cpu"])
+    assert rc == 2
+    assert f"no checkpoint at {tmp_path / 'cli' / 'checkpoint.pt'}" in capsys.readouterr().err
+
+
 def test_log_columns_and_sample_grid(tmp_path):
     cfg = _digits_cfg(tmp_path)
     Trainer(cfg).fit()
@@ -136,8 +147,11 @@ def test_torchscript_and_state_dict_features(tmp_path):
     probs = FeatureExtractor(tmp_path / "sd.pt").label_probs(torch.zeros(3, 1, 32, 32))
     assert probs.shape == (3, 10)
     torch.save({"weight": torch.zeros(2)}, tmp_path / "bad.pt")
-    with pytest.raises(ValueError, match="must match DigitClassifier"):
+    with pytest.raises(ValueError, match=r"bad.pt: .*DigitClassifier.*accepted formats"):
         FeatureExtractor(tmp_path / "bad.pt")
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    with pytest.raises(ValueError, match=r"--features .*notes.txt: .*accepted formats"):
+        FeatureExtractor(tmp_path / "notes.txt")
     with pytest.raises(FileNotFoundError):
         FeatureExtractor(tmp_path / "missing.pt")
 
@@ -178,3 +192,16 @@ def test_cli_toy_and_image_folder(tmp_path, capsys):
         assert im.mode == "RGB" and im.size == (8 * 33 + 1, 8 * 33 + 1)
     # RGB images: no built-in feature extractor, so eval asks for --features (exit code 2)
     assert wdist_main(["wgan", "eval", "--checkpoint", str(tmp_path / "f" / "checkpoint.pt")]) == 2
+
+
+def test_result_parts_store_their_provenance(tmp_path):
+    from apps.wgan.results import part_meta, read_part, write_part
+
+    meta = part_meta("wdist wgan results --parts toy", torch.device("cpu"), 7)
+    assert meta["steps"] == 7 and meta["torch"] == torch.__version__ and meta["machine"]
+    rows = {"8gaussians/gp": {"w1_final": 0.1}}
+    write_part(tmp_path / "toy.json", rows, meta)
+    assert read_part(tmp_path / "toy.json") == (rows, meta)
+    (tmp_path / "old.json").write_text(json.dumps(rows))  # written before meta existed
+    assert read_part(tmp_path / "old.json") == (rows, None)
+    assert read_part(tmp_path / "missing.json") == ({}, None)

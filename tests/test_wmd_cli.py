@@ -116,6 +116,28 @@ def test_classify_writes_predictions_and_resumes(files, capsys):
     assert out.read_text().splitlines() == lines
 
 
+def test_classify_with_idf(files, capsys):
+    out = files["dir"] / "pred_idf.csv"
+    args = [
+        "wmd",
+        "classify",
+        "--embeddings",
+        str(files["emb"]),
+        "--train",
+        str(files["train"]),
+        "--test",
+        str(files["test"]),
+        "-k",
+        "1",
+        "--idf",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    assert "4 test documents classified, 0 errors" in capsys.readouterr().out
+    assert len(out.read_text().splitlines()) == 5
+
+
 def test_cli_errors_are_one_line(files, capsys):
     assert (
         main(

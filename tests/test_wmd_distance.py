@@ -64,6 +64,29 @@ def test_bad_arguments_are_named(emb):
         wmd.knn(["w1"], [["w2"], ["w3"]], k=3)
     with pytest.raises(ValueError, match="call WMD.fit"):
         WMD(emb, idf=True).distance("w1", "w2")
+    with pytest.raises(TypeError, match="batch_size must be an int, got str"):
+        WMD(emb, batch_size="4")
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        WMD(emb, batch_size=0)
+    with pytest.raises(TypeError, match="doc1 must be a str .* got int"):
+        wmd.distance(3, "w1")
+    with pytest.raises(TypeError, match="doc2 must be a str .* got int"):
+        wmd.flow("w1", 3)
+    with pytest.raises(TypeError, match=r"docs1\[1\] must be a str .* got int"):
+        wmd.paired(["w1", 5], ["w2", "w3"])
+    with pytest.raises(TypeError, match="docs must be a list of documents .* got int"):
+        wmd.pairwise(3)
+
+
+def test_classifier_accepts_encoded_documents_with_idf(emb):
+    docs = [["w1", "w2"], ["w2", "w3"], ["w40", "w41"], ["w41", "w42"]]
+    y = ["a", "a", "b", "b"]
+    wmd = WMD(emb, idf=True).fit(docs)
+    clf = wmd.kneighbors_classifier(n_neighbors=1).fit(wmd.transform(docs), y)
+    assert clf.predict([["w1", "w3"], ["w40", "w42"]]).tolist() == ["a", "b"]
+    with pytest.raises(ValueError, match="call wmd.fit"):
+        unfitted = WMD(emb, idf=True)
+        unfitted.kneighbors_classifier(n_neighbors=1).fit(WMD(emb).transform(docs), y)
 
 
 @pytest.mark.parametrize("normalize", [True, False])

@@ -103,3 +103,54 @@ def test_embeddings_validation():
         Embeddings(["a", "b"], np.zeros((3, 2)))
     with pytest.raises(TypeError, match="floating"):
         Embeddings(["a"], np.zeros((1, 2), dtype=int))
+
+
+def test_damaged_cache_is_rebuilt(tmp_path, vectors):
+    path = tmp_path / "w.txt"
+    _write_text(path, vectors)
+    load_embeddings(path)
+    (cached,) = (tmp_path / "cache").rglob("vocab.txt")
+    assert not list(cached.parent.glob("*.tmp"))  # temp files renamed into place
+    cached.write_text("king\nque", encoding="utf-8")  # as if interrupted mid-write
+    emb = load_embeddings(path)
+    assert emb.words == WORDS
+    np.testing.assert_array_equal(emb.vectors, vectors)
+    assert cached.read_text(encoding="utf-8") == "\n".join(WORDS) + "\n"
+
+
+def test_damaged_saved_directory_names_the_folder(tmp_path, vectors):
+    saved = Embeddings(WORDS, vectors).save(tmp_path / "saved")
+    assert load_embeddings(saved).words == WORDS
+    (saved / "vocab.txt").write_text("king\nqueen\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"saved: damaged saved embedding .*rm -r"):
+        load_embeddings(saved)
+    (saved / "vocab.txt").write_text("king\nque", encoding="utf-8")
+    with pytest.raises(ValueError, match="vocab.txt is truncated"):
+        load_embeddings(saved)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-1e999"])
+def test_non_finite_vectors_are_rejected(tmp_path, vectors, bad):
+    text = tmp_path / "nan.txt"
+    _write_text(text, vectors)
+    lines = text.read_text(encoding="utf-8").splitlines()
+    lines[3] = lines[3].rsplit(" ", 1)[0] + " " + bad
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"nan.txt: corrupt .* 3: .*'man' holds a NaN or inf"):
+        load_embeddings(text)
+    assert not list((tmp_path / "cache").rglob("*.npy"))
+    binary = tmp_path / "nan.bin"
+    vec = vectors.copy()
+    vec[1, 2] = float(bad)
+    body = b"".join(w.encode() + b" " + v.tobytes() for w, v in zip(WORDS, vec))
+    binary.write_bytes(f"{len(WORDS)} 6\n".encode() + body)
+    with pytest.raises(ValueError, match=r"nan.bin: .* record 2: .*'queen' holds a NaN or inf"):
+        load_embeddings(binary, cache=False)
+    with pytest.raises(ValueError, match=r"non-finite value \(NaN or inf\) in row 1 \(word 'queen"):
+        Embeddings(WORDS, vec)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    np.save(saved / "vectors.npy", vec)
+    (saved / "vocab.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"saved: damaged saved embedding .*'queen'"):
+        load_embeddings(saved)

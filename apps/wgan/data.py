@@ -139,12 +139,18 @@ def load_image_folder(folder: str | Path, image_size: int, channels: int = 3) ->
     return x.permute(0, 3, 1, 2).contiguous()
 
 
-def load_npz(path: str | Path, image_size: int, key: str | None = None) -> torch.Tensor:
+def load_npz(
+    path: str | Path, image_size: int, key: str | None = None, channels: int | None = None
+) -> torch.Tensor:
     """Images from a ``.npz`` array ``[N, H, W]``, ``[N, H, W, C]`` or ``[N, C, H, W]`` (C 1 or 3).
 
     ``key`` selects the array (default: ``images``, ``x``, or the only array in the file); uint8
-    values are read as 0..255, floats as [0, 1] or [-1, 1].
+    values are read as 0..255, floats as [0, 1] or [-1, 1]. ``channels`` 1 or 3 converts to
+    grayscale (ITU-R 601-2 luma, as Pillow's ``convert("L")``) or RGB (gray repeated); None keeps
+    the file's channels.
     """
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1 (grayscale), 3 (RGB) or None, got {channels!r}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"npz file not found: {path}")
@@ -165,7 +171,12 @@ def load_npz(path: str | Path, image_size: int, key: str | None = None) -> torch
             f"{path}[{key!r}]: expected images [N, H, W], [N, H, W, C] or [N, C, H, W] with C in "
             f"(1, 3) and N >= 1, got shape {arr.shape}"
         )
-    return _resize(_to_unit_range(np.ascontiguousarray(arr), str(path)), image_size)
+    x = _to_unit_range(np.ascontiguousarray(arr), str(path))
+    if channels == 1 and x.shape[1] == 3:
+        x = torch.einsum("nchw,c->nhw", x, torch.tensor([0.299, 0.587, 0.114]))[:, None]
+    elif channels == 3 and x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    return _resize(x.contiguous(), image_size)
 
 
 def load_images(data: str, image_size: int, channels: int = 1) -> torch.Tensor:
@@ -176,7 +187,7 @@ def load_images(data: str, image_size: int, channels: int = 1) -> torch.Tensor:
         return load_digits(image_size)
     path = Path(data)
     if path.suffix == ".npz":
-        return load_npz(path, image_size)
+        return load_npz(path, image_size, channels=channels)
     if path.is_dir():
         return load_image_folder(path, image_size, channels)
     raise ValueError(

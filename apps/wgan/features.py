@@ -50,6 +50,30 @@ def load_digit_classifier(path: str | Path = DIGIT_CLASSIFIER) -> DigitClassifie
     return model.eval()
 
 
+FEATURE_FORMATS = (
+    "a TorchScript module saved with torch.jit.save whose forward returns [N, d] features, or a "
+    "DigitClassifier state dict saved with torch.save (optionally under key 'state_dict')"
+)
+
+
+def _classifier_from_state_dict(path: Path) -> DigitClassifier:
+    """A :class:`DigitClassifier` from a state-dict file; any failure is a ``ValueError`` naming
+    the file and the accepted formats."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"holds a {type(state).__name__}, not a dict")
+        classifier = DigitClassifier()
+        classifier.load_state_dict(state.get("state_dict", state))
+    except Exception as err:
+        why = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        raise ValueError(
+            f"--features {path}: cannot load a feature extractor ({why}); accepted formats: "
+            f"{FEATURE_FORMATS}"
+        ) from None
+    return classifier
+
+
 class FeatureExtractor:
     """Maps images ``[N, C, H, W]`` in [-1, 1] to features ``[N, d]`` (batched, no grad).
 
@@ -70,19 +94,8 @@ class FeatureExtractor:
                 raise FileNotFoundError(f"features file not found: {path}")
             try:
                 self.model = torch.jit.load(str(path), map_location="cpu")
-            except RuntimeError:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-                if not isinstance(state, dict):
-                    raise ValueError(
-                        f"features file {path}: expected TorchScript or a state dict"
-                    ) from None
-                self.classifier = DigitClassifier()
-                try:
-                    self.classifier.load_state_dict(state.get("state_dict", state))
-                except RuntimeError as err:
-                    raise ValueError(
-                        f"features file {path}: a state dict must match DigitClassifier ({err})"
-                    ) from None
+            except Exception:  # not TorchScript: try a DigitClassifier state dict
+                self.classifier = _classifier_from_state_dict(path)
                 self.model = self.classifier
         self.model = self.model.to(self.device).eval()
 

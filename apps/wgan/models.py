@@ -151,7 +151,16 @@ class ResNetGenerator(nn.Module):
 
 
 class ResNetCritic(nn.Module):
-    """The WGAN-GP CIFAR-10 critic: conv, ResBlocks (down, down, -, -), ReLU, mean pool, linear."""
+    """Adapted from the WGAN-GP CIFAR-10 critic (Gulrajani et al. 2017, ``gan_cifar_resnet.py``):
+    conv, ResBlocks (down, down, -, -), ReLU, mean pool, linear.
+
+    Differences from the released code: a stem conv followed by a pre-activation first block,
+    instead of its optimised first block (conv, ReLU, conv-mean-pool, with a mean-pool-conv
+    shortcut); down-sampling blocks mean-pool before their first conv, where the released blocks
+    pool after their second conv; and ``norm`` inside the blocks (layer norm by default, and for
+    GP under ``critic_norm: auto``), where the released critic has no normalisation
+    (``norm="none"`` removes it).
+    """
 
     def __init__(self, channels: int, size: int = 32, width: int = 128, norm: str = "layer"):
         super().__init__()

@@ -8,6 +8,10 @@
    generator iterations, ``configs/wgan/mnist.yaml``: EMA-generator sample grids, Fréchet distance
    on the shipped digit classifier's features, its label entropies, wall time.
 3. ``results.md`` / ``results.json``: the tables, which method wins and by how much.
+
+``toy.json`` and ``mnist.json`` each hold a ``meta`` block (command, machine, torch and Python
+versions, generator steps) written with that part, so a part kept from an earlier run (``--parts``)
+still reports the command and machine that produced it.
 """
 
 from __future__ import annotations
@@ -120,6 +124,31 @@ def run_mnist(out: Path, device: torch.device, cfg_m: WGANConfig,
     return table, paths
 
 
+def part_meta(command: str, device: torch.device, steps: int) -> dict:
+    """Provenance stored with each part's results: how, where and how long it was run."""
+    return {"command": command, "machine": describe(device), "torch": torch.__version__,
+            "python": sys.version.split()[0], "steps": steps}
+
+
+def write_part(path: Path, rows: dict, meta: dict) -> None:
+    path.write_text(json.dumps({"meta": meta, **rows}, indent=2))
+
+
+def read_part(path: Path) -> tuple[dict, dict | None]:
+    """``(rows, meta)`` of a part's JSON (``meta`` None for files written before it existed)."""
+    if not path.is_file():
+        return {}, None
+    rows = json.loads(path.read_text())
+    return rows, rows.pop("meta", None)
+
+
+def _provenance(meta: dict | None) -> str:
+    if meta is None:
+        return "Command and machine of this part were not recorded (written by an older version)."
+    return (f"Machine: {meta['machine']}; torch {meta['torch']}; Python {meta['python']}.  "
+            f"Command: `{meta['command']}`")
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -132,12 +161,15 @@ def _toy_settings(cfg: WGANConfig) -> str:
     return f"{cfg.lipschitz}: {opt}, n_critic {cfg.resolved_n_critic}, {extra[cfg.lipschitz]}"
 
 
-def _toy_lines(toy: dict, cfg_t: dict[str, WGANConfig]) -> list[str]:
+def _toy_lines(toy: dict, cfg_t: dict[str, WGANConfig], meta: dict | None) -> list[str]:
     c = cfg_t["gp"]
+    steps = meta["steps"] if meta else c.steps
     lines = [
         "",
-        f"## Toy sets ({c.steps} generator steps, MLP width {c.width}, batch "
+        f"## Toy sets ({steps} generator steps, MLP width {c.width}, batch "
         f"{c.batch_size}, exact W1 on {c.eval_samples} vs {c.eval_samples} points)",
+        "",
+        _provenance(meta),
         "",
         "Settings: the WGAN-GP paper's toy script (gan_toy.py of Gulrajani et al. 2017), one "
         "YAML per method, `configs/wgan/toy_<method>.yaml` (sources and deviations in each "
@@ -165,11 +197,14 @@ def _toy_lines(toy: dict, cfg_t: dict[str, WGANConfig]) -> list[str]:
     return lines
 
 
-def _mnist_lines(mnist: dict, cfg_m: WGANConfig) -> tuple[list[str], dict]:
+def _mnist_lines(mnist: dict, cfg_m: WGANConfig, meta: dict | None) -> tuple[list[str], dict]:
+    steps = meta["steps"] if meta else cfg_m.steps
     lines = [
         "",
-        f"## MNIST ({cfg_m.steps} generator steps, {cfg_m.arch} width {cfg_m.width}, batch "
+        f"## MNIST ({steps} generator steps, {cfg_m.arch} width {cfg_m.width}, batch "
         f"{cfg_m.batch_size}, EMA generator, {cfg_m.eval_samples} samples, seeds {SEEDS})",
+        "",
+        _provenance(meta),
         "",
         "FD: `wdist.frechet_distance` on the 64-d features of the shipped digit classifier "
         "(apps/wgan/digit_classifier.pt); H(y|x): mean label entropy (low = recognisable "
@@ -235,20 +270,20 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
     paths = []
     if "toy" in parts:
         toy, written = run_toys(out, device, cfg_t["gp"].steps)
-        (out / "toy.json").write_text(json.dumps(toy, indent=2))
+        write_part(out / "toy.json", toy, part_meta(command, device, cfg_t["gp"].steps))
         paths += [*written, out / "toy.json"]
     if "mnist" in parts:
         mnist, written = run_mnist(out, device, cfg_m, mnist_config)
-        (out / "mnist.json").write_text(json.dumps(mnist, indent=2))
+        write_part(out / "mnist.json", mnist, part_meta(command, device, cfg_m.steps))
         paths += [*written, out / "mnist.json"]
     # a part not rerun keeps its last results (e.g. ``--parts mnist`` after a config change)
-    toy = json.loads((out / "toy.json").read_text()) if (out / "toy.json").is_file() else {}
-    mnist = json.loads((out / "mnist.json").read_text()) if (out / "mnist.json").is_file() else {}
+    toy, toy_meta = read_part(out / "toy.json")
+    mnist, mnist_meta = read_part(out / "mnist.json")
     lines = [
         "# WGAN results: weight clipping vs gradient penalty vs spectral normalisation",
         "",
-        f"Machine: {describe(device)}; torch {torch.__version__}; Python "
-        f"{sys.version.split()[0]}.  Command: `{command}`",
+        f"This file: `{command}` on {describe(device)}; each part below names the command and "
+        "machine that produced its numbers.",
         "",
         "Image runs use each method's paper defaults (optimiser for critic and generator, "
         "critic updates per generator update; toy settings below): " + "; ".join(
@@ -258,15 +293,16 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
     ]
     summary: dict = {}
     if toy:
-        lines += _toy_lines(toy, cfg_t)
+        lines += _toy_lines(toy, cfg_t, toy_meta)
     if mnist:
-        more, summary = _mnist_lines(mnist, cfg_m)
+        more, summary = _mnist_lines(mnist, cfg_m, mnist_meta)
         lines += more
     lines += _winner_lines(toy, summary)
     (out / "results.md").write_text("\n".join(lines) + "\n")
     (out / "results.json").write_text(json.dumps(
         {"machine": describe(device), "torch": torch.__version__, "command": command,
-         "toy": toy, "mnist": mnist, "mnist_summary": summary}, indent=2))
+         "toy": toy, "toy_meta": toy_meta, "mnist": mnist, "mnist_meta": mnist_meta,
+         "mnist_summary": summary}, indent=2))
     for checkpoint in (out / "runs").glob("*/checkpoint.pt"):
         checkpoint.unlink()  # keep each run's config, log.csv, samples and metrics
     return [*paths, out / "results.md", out / "results.json"]

@@ -196,10 +196,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ the run
     def fit(self, resume: bool = False) -> dict:
-        """Train to ``cfg.steps`` generator iterations; returns the final metrics."""
+        """Train to ``cfg.steps`` generator iterations; returns the final metrics. ``resume``
+        continues from ``run_dir/checkpoint.pt`` (``FileNotFoundError`` when there is none)."""
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if resume and self.checkpoint_path.is_file():
+        if resume:
+            if not self.checkpoint_path.is_file():
+                raise FileNotFoundError(
+                    f"--resume: no checkpoint at {self.checkpoint_path} (run without --resume "
+                    "to start a fresh run)"
+                )
             self.load_state_dict(load_checkpoint(self.checkpoint_path, self.device))
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
         logger = CSVLogger(self.run_dir / "log.csv", resume=resume and self.step > 0)

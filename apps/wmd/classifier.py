@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
 from apps.wmd.model import WMD, DocLike
+from apps.wmd.nbow import Documents
 
 
 def knn_vote(neighbor_labels: np.ndarray) -> np.ndarray:
@@ -35,7 +36,10 @@ class WMDKNeighborsClassifier(ClassifierMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.method = method
 
-    def fit(self, X: Sequence[DocLike], y: Sequence) -> WMDKNeighborsClassifier:
+    def fit(self, X: Sequence[DocLike] | Documents, y: Sequence) -> WMDKNeighborsClassifier:
+        """Store the training documents ``X`` with labels ``y``. Raw documents also fit the
+        WMD's idf weights (``idf=True``); encoded :class:`Documents` (from ``wmd.transform``) are
+        used as they are, with the idf weights the WMD was already fitted with."""
         if not isinstance(self.wmd, WMD):
             raise TypeError(f"wmd must be a WMD, got {type(self.wmd).__name__}")
         if len(X) != len(y):
@@ -44,7 +48,13 @@ class WMDKNeighborsClassifier(ClassifierMixin, BaseEstimator):
             1 <= self.n_neighbors <= len(X)
         ):
             raise ValueError(f"n_neighbors must be an int in [1, {len(X)}], got {self.n_neighbors}")
-        self.wmd.fit(X)
+        if not isinstance(X, Documents):
+            self.wmd.fit(X)
+        elif self.wmd.idf and self.wmd.idf_ is None:
+            raise ValueError(
+                "X is already-encoded Documents but the WMD has idf=True and no idf weights: "
+                "call wmd.fit(corpus) first, or pass raw documents to fit"
+            )
         self.train_ = self.wmd.transform(X)
         self.train_.check_not_empty("X")
         self.classes_, self.y_ = np.unique(np.asarray(y), return_inverse=True)

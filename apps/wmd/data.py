@@ -122,7 +122,10 @@ def lee_word2vec(verbose: bool = False) -> Embeddings:
     key = hashlib.sha1(json.dumps(W2V, sort_keys=True).encode()).hexdigest()[:12]
     target = cache_dir() / "wmd" / f"lee-word2vec-{key}"
     if (target / "vocab.txt").is_file():
-        return load_embeddings(target)
+        try:
+            return load_embeddings(target)
+        except ValueError:  # a damaged cache (e.g. an interrupted older version): retrain it
+            (target / "vocab.txt").unlink()
     try:
         from gensim.models import Word2Vec
     except ImportError as err:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -31,11 +33,46 @@ def cache_dir() -> Path:
     return Path(root) / "wdist"
 
 
+def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` through a per-process temp file in the same folder + ``os.replace``, so a
+    reader (or an interrupted writer) never sees a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_vocab(directory: Path, words: list[str]) -> None:
+    """``vocab.txt``, the completion marker of a saved embedding: written last, atomically."""
+    data = ("\n".join(words) + "\n").encode("utf-8")
+    _write_atomic(directory / "vocab.txt", lambda fh: fh.write(data))
+
+
+def _first_nonfinite(vectors: np.ndarray, chunk: int = 65536) -> int | None:
+    """Index of the first row of ``vectors`` holding a NaN or inf (scanned in chunks, so a
+    memory-mapped table is never loaded whole), or None."""
+    for s in range(0, vectors.shape[0], chunk):
+        bad = np.flatnonzero(~np.isfinite(np.asarray(vectors[s : s + chunk])).all(axis=1))
+        if bad.size:
+            return s + int(bad[0])
+    return None
+
+
 class Embeddings:
     """A vocabulary ``words[i]`` with vectors ``vectors[i]`` (``[V, d]``, any float dtype, may be a
-    read-only ``np.memmap``)."""
+    read-only ``np.memmap``). Non-finite vectors (NaN or inf) are rejected with a ``ValueError``
+    naming the first such word (``check_finite=False`` skips that one pass over the table, for
+    tables already checked when they were parsed)."""
 
-    def __init__(self, words: Iterable[str], vectors: np.ndarray) -> None:
+    def __init__(
+        self, words: Iterable[str], vectors: np.ndarray, check_finite: bool = True
+    ) -> None:
         words = list(words)
         vectors = np.asarray(vectors) if not isinstance(vectors, np.memmap) else vectors
         if vectors.ndim != 2:
@@ -46,6 +83,11 @@ class Embeddings:
             )
         if not np.issubdtype(vectors.dtype, np.floating):
             raise TypeError(f"vectors must be floating point, got dtype {vectors.dtype}")
+        bad = _first_nonfinite(vectors) if check_finite else None
+        if bad is not None:
+            raise ValueError(
+                f"vectors has a non-finite value (NaN or inf) in row {bad} (word {words[bad]!r})"
+            )
         self.words = words
         self.vectors = vectors
         self.index: dict[str, int] = {}
@@ -66,17 +108,16 @@ class Embeddings:
         return f"Embeddings(vocab={len(self)}, dim={self.dim}, dtype={self.vectors.dtype})"
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``vectors.npy`` + ``vocab.txt`` (one word per line) into ``directory``."""
+        """Write ``vectors.npy`` + ``vocab.txt`` (one word per line) into ``directory``; both
+        atomically, ``vocab.txt`` (the marker of a complete save) last."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for w in self.words:
             if "\n" in w:
                 raise ValueError(f"cannot save a word containing a newline: {w!r}")
-        tmp = directory / "vectors.npy.tmp"
-        with open(tmp, "wb") as fh:
-            np.save(fh, np.asarray(self.vectors))
-        os.replace(tmp, directory / "vectors.npy")
-        (directory / "vocab.txt").write_text("\n".join(self.words) + "\n", encoding="utf-8")
+        (directory / "vocab.txt").unlink(missing_ok=True)
+        _write_atomic(directory / "vectors.npy", lambda fh: np.save(fh, np.asarray(self.vectors)))
+        _write_vocab(directory, self.words)
         return directory
 
     @classmethod
@@ -88,15 +129,24 @@ class Embeddings:
         return cls(kv.index_to_key, kv.vectors)
 
 
-def _load_saved(directory: Path) -> Embeddings:
+def _load_saved(directory: Path, check_finite: bool = True) -> Embeddings:
     vocab = directory / "vocab.txt"
     vectors = directory / "vectors.npy"
     if not vocab.is_file() or not vectors.is_file():
         raise ValueError(
             f"{directory} is a directory but not a saved embedding (needs vocab.txt + vectors.npy)"
         )
-    words = vocab.read_text(encoding="utf-8").split("\n")[:-1]
-    return Embeddings(words, np.load(vectors, mmap_mode="r"))
+    try:
+        text = vocab.read_text(encoding="utf-8")
+        if not text.endswith("\n"):
+            raise ValueError("vocab.txt is truncated (no final newline)")
+        words = text.split("\n")[:-1]
+        return Embeddings(words, np.load(vectors, mmap_mode="r"), check_finite=check_finite)
+    except (ValueError, OSError, EOFError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{directory}: damaged saved embedding ({err}); if it is a wdist cache folder, "
+            f"delete it (rm -r '{directory}') and it is rebuilt on the next load"
+        ) from None
 
 
 def _header(line: bytes) -> tuple[int, int] | None:
@@ -148,6 +198,11 @@ def _corrupt(path: Path, lineno: int, why: str) -> ValueError:
     return ValueError(f"{path}: corrupt embedding file at record {lineno}: {why}")
 
 
+def _check_finite(path: Path, row: np.ndarray, word: str, lineno: int) -> None:
+    if not np.isfinite(row).all():
+        raise _corrupt(path, lineno, f"the vector of word {word!r} holds a NaN or inf")
+
+
 def _read_text(path: Path, out: np.ndarray, has_header: bool) -> list[str]:
     n, d = out.shape
     words: list[str] = []
@@ -167,6 +222,7 @@ def _read_text(path: Path, out: np.ndarray, has_header: bool) -> list[str]:
                 out[len(words)] = np.asarray(parts[1:], dtype=np.float32)
             except ValueError as err:
                 raise _corrupt(path, len(words) + 1, str(err)) from None
+            _check_finite(path, out[len(words)], parts[0], len(words) + 1)
             words.append(parts[0])
     if len(words) != n:
         raise _corrupt(path, len(words) + 1, f"file ends after {len(words)} of {n} words")
@@ -210,6 +266,7 @@ def _read_binary(path: Path, out: np.ndarray) -> list[str]:
                 words.append(chars.decode("utf-8"))
             except UnicodeDecodeError:
                 words.append(chars.decode("latin-1"))
+            _check_finite(path, out[i], words[-1], i + 1)
     return words
 
 
@@ -230,7 +287,10 @@ def load_embeddings(path: str | Path, format: str = "auto", cache: bool = True) 
             from gensim.models import KeyedVectors
         except ImportError as err:
             raise ValueError(f"{path} is a gensim KeyedVectors file; install gensim") from err
-        return Embeddings.from_keyedvectors(KeyedVectors.load(str(path), mmap="r"))
+        try:
+            return Embeddings.from_keyedvectors(KeyedVectors.load(str(path), mmap="r"))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
     if fmt not in ("word2vec-text", "word2vec-binary", "glove"):
         raise ValueError(
             "format must be 'auto', 'word2vec-text', 'word2vec-binary', 'glove', 'gensim' or "
@@ -240,7 +300,10 @@ def load_embeddings(path: str | Path, format: str = "auto", cache: bool = True) 
     key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{fmt}".encode())
     target = cache_dir() / "embeddings" / key.hexdigest()[:16]
     if cache and (target / "vocab.txt").is_file():
-        return _load_saved(target)
+        try:  # vectors were checked for NaN/inf when the cache was written
+            return _load_saved(target, check_finite=False)
+        except ValueError:  # a damaged cache (e.g. left by an older version): rebuild it
+            (target / "vocab.txt").unlink()
     if fmt == "glove":
         n, d = _count_glove(path)
     else:
@@ -253,7 +316,9 @@ def load_embeddings(path: str | Path, format: str = "auto", cache: bool = True) 
         raise ValueError(f"{path}: the file holds no vectors")
     if cache:
         target.mkdir(parents=True, exist_ok=True)
-        tmp = target / "vectors.npy.tmp"
+        fd, name = tempfile.mkstemp(prefix=".vectors.npy.", suffix=".tmp", dir=target)
+        os.close(fd)
+        tmp = Path(name)
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, d))
     else:
         out = np.empty((n, d), dtype=np.float32)
@@ -272,5 +337,5 @@ def load_embeddings(path: str | Path, format: str = "auto", cache: bool = True) 
     out.flush()
     del out
     os.replace(tmp, target / "vectors.npy")
-    (target / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
-    return _load_saved(target)
+    _write_vocab(target, words)
+    return _load_saved(target, check_finite=False)

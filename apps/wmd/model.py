@@ -8,7 +8,7 @@ batched over many pairs at once, padded documents masked by zero weights).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -119,8 +119,12 @@ class WMD:
             )
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if not isinstance(blur, (int, float)) or isinstance(blur, bool):
+            raise TypeError(f"blur must be a float, got {type(blur).__name__}")
         if not blur > 0:
             raise ValueError(f"blur must be > 0, got {blur}")
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool):
+            raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.embeddings = embeddings
@@ -152,6 +156,8 @@ class WMD:
         return encode(docs, self.embeddings, self.idf_, self.lowercase, self.stop_words)
 
     def _prepare(self, *named: tuple[str, Sequence[DocLike] | Documents]):
+        for name, d in named:
+            _check_docs(d, name)
         docs = [self.transform(d) for _, d in named]
         for (name, _), d in zip(named, docs):
             d.check_not_empty(name)
@@ -200,6 +206,8 @@ class WMD:
     def distance(self, doc1: DocLike, doc2: DocLike, method: str = "exact") -> float:
         """WMD between two documents (``method="exact"`` or ``"sinkhorn"``)."""
         _check(method, _METHODS, "method")
+        _check_doc(doc1, "doc1")
+        _check_doc(doc2, "doc2")
         (A, B), table = self._prepare(("doc1", [doc1]), ("doc2", [doc2]))
         if method == "sinkhorn":
             return float(self._sinkhorn(table, A, np.zeros(1, int), B, np.zeros(1, int))[0])
@@ -225,6 +233,8 @@ class WMD:
     def flow(self, doc1: DocLike, doc2: DocLike) -> tuple[list[str], list[str], np.ndarray, float]:
         """The optimal transport plan behind the exact WMD: ``(words1, words2, plan, distance)``
         with ``plan [n1, n2]`` the mass moved from ``words1[i]`` to ``words2[j]``."""
+        _check_doc(doc1, "doc1")
+        _check_doc(doc2, "doc2")
         (A, B), table = self._prepare(("doc1", [doc1]), ("doc2", [doc2]))
         (ia, wa), (ib, wb) = A.doc(0), B.doc(0)
         E = table.cpu64
@@ -371,3 +381,25 @@ class WMD:
 def _check(value: str, allowed: tuple[str, ...], name: str) -> None:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+def _check_doc(doc: object, name: str) -> None:
+    """A document is a raw ``str`` or an iterable of ``str`` tokens (checked when tokenised)."""
+    if not isinstance(doc, (str, Iterable)):
+        raise TypeError(
+            f"{name} must be a str (raw text) or a list of str tokens, got {type(doc).__name__}"
+        )
+
+
+def _check_docs(docs: object, name: str) -> None:
+    """A batch of documents is :class:`Documents` or a collection of documents (not one str)."""
+    if isinstance(docs, Documents):
+        return
+    if isinstance(docs, str) or not isinstance(docs, Iterable):
+        raise TypeError(
+            f"{name} must be a list of documents (each a str or a list of str tokens) or "
+            f"Documents, got {type(docs).__name__}"
+        )
+    if isinstance(docs, Sequence):
+        for i, doc in enumerate(docs):
+            _check_doc(doc, f"{name}[{i}]")
