@@ -10,6 +10,8 @@ import importlib
 import time
 from pathlib import Path
 
+from apps.runtime.figures import save_figure
+
 APPS = ("wdgrl", "qrdqn", "wgan", "wmd")
 
 
@@ -59,11 +61,7 @@ def disjoint_support_figure(path: Path) -> Path:
     ax[1].set_xlabel(r"$\theta$")
     ax[1].set_title("gradient: only W1 says which way to move")
     ax[1].legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def sinkhorn_convergence_figure(path: Path) -> Path:
@@ -91,9 +89,7 @@ def sinkhorn_convergence_figure(path: Path) -> Path:
     ax.set_title(f"Sinkhorn -> exact $W_2^2$ = {exact:.4f} (n=400, m=300)")
     ax.invert_xaxis()
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     print(f"  sinkhorn vs exact: rel. error {rel[True][-1]:.2e} at blur={blurs[-1]}")
     return path
 
@@ -129,9 +125,7 @@ def critic_figure(path: Path, steps: int = 600) -> Path:
     ax.set_ylabel("W1 estimate")
     ax.set_title("Kantorovich-Rubinstein critic vs exact W1")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from apps.runtime.figures import save_figure
+
 
 def plot_curves(log_csvs: list[str | Path], out_png: str | Path, labels: list[str] | None = None,
                 reference: dict[str, float] | None = None, window: int = 20) -> Path:
@@ -48,12 +50,7 @@ def plot_curves(log_csvs: list[str | Path], out_png: str | Path, labels: list[st
         ax_ret.legend(fontsize=8)
     if ax_loss.lines:
         ax_loss.legend(fontsize=8)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png)
 
 
 def _paired(path: Path, column: str) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from apps.runtime.figures import save_figure
 from apps.wdgrl.data import make_moons_task
 from apps.wdgrl.estimator import WDGRLClassifier
 
@@ -53,8 +54,4 @@ def _run(out_dir: Path, device: torch.device) -> list[Path]:
         ax.legend(loc="lower left", fontsize=8)
         print(f"wdgrl demo: {method:>11} target accuracy on 50°-rotated moons: {acc:.1%}")
     fig.suptitle("Two moons, target rotated by 50°: decision boundaries")
-    fig.tight_layout()
-    path = out_dir / "wdgrl_moons50.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [path]
+    return [save_figure(fig, out_dir / "wdgrl_moons50.png", dpi=110)]

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from apps.runtime.figures import save_figure
+
 COLORS = {"source_only": "tab:gray", "wdgrl": "tab:red", "dann": "tab:blue",
           "coral": "tab:green", "target_only": "black"}
 PANELS = (("clf_loss", "source classification loss"), ("w1", "critic's W1 estimate (WDGRL)"),
@@ -40,11 +42,7 @@ def plot_curves(result: dict[str, Any], path: Path) -> Path:
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{result['task']}: training curves (mean over seeds, band = min..max)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_features(task: Any, models: dict[str, Any], path: Path, n: int = 600) -> Path:
@@ -70,11 +68,7 @@ def plot_features(task: Any, models: dict[str, Any], path: Path, n: int = 600) -
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{task.name}: PCA of the learned features")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_summary(rows: list[dict[str, Any]], methods: list[str], path: Path) -> Path:
@@ -92,7 +86,4 @@ def plot_summary(rows: list[dict[str, Any]], methods: list[str], path: Path) -> 
     ax.set_ylabel("target test accuracy")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8, ncol=len(methods))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from apps.runtime.figures import save_figure
+
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """Tile images ``[N, C, H, W]`` in [-1, 1] into one PNG (1-pixel gaps)."""
@@ -69,12 +71,7 @@ def save_toy_figure(real, fake, critic, path: str | Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(4, 4))
     draw_toy_panel(ax, real, fake, critic, title)
     ax.legend(loc="lower right", fontsize=7, markerscale=4)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def draw_w1_panel(ax, log: dict[str, list[float]], floor: float, title: str) -> None:

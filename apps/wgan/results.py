@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from apps.runtime import load_config
+from apps.runtime.figures import save_figure
 from apps.runtime.logging import read_csv
 from apps.runtime.machine import describe
 from apps.wgan.config import LIPSCHITZ, PAPER_DEFAULTS, WGANConfig
@@ -94,9 +95,7 @@ def run_toys(out: Path, device: torch.device, steps: int | None) -> tuple[dict, 
                    "critic's estimate (blue, right axis)", fontsize=11)
     paths = [out / "toy_samples.png", out / "toy_w1_vs_critic.png"]
     for fig, path in zip((fig_s, fig_w), paths):
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path, dpi=110)
     return table, paths
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from apps.runtime.figures import save_figure
+
 QUERY = "Firefighters are fighting bushfires that threaten homes west of Sydney."
 
 
@@ -51,9 +53,6 @@ def run(out_dir: Path, device: torch.device) -> list[Path]:
     for i, j in zip(*np.nonzero(plan > 1e-9)):
         ax.text(j, i, f"{plan[i, j]:.2f}", ha="center", va="center", fontsize=7)
     ax.set_title(f"WMD transport plan (WMD = {cost:.3f})", fontsize=10)
-    fig.tight_layout()
-    figure = out_dir / "wmd_transport_plan.png"
-    fig.savefig(figure, dpi=120)
-    plt.close(fig)
+    figure = save_figure(fig, out_dir / "wmd_transport_plan.png")
     print(f"transport plan between the query and '{target[:60]}...' -> {figure}")
     return [report, figure]
