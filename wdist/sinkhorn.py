@@ -1,9 +1,12 @@
 r"""Entropic optimal transport: log-domain Sinkhorn with ε-scaling, and the Sinkhorn divergence.
 
-Two strategies compute the same iterations (GeomLoss's symmetric scheme, Feydy et al. 2019):
+Two strategies compute the same iterations (GeomLoss's symmetric scheme under ε-scaling, Feydy
+et al. 2019, then plain Sinkhorn at the final ε until the potentials settle):
 
-- ``dense``: stores the cost matrices ``C_xy [B, n, m]`` (and ``C_xx``, ``C_yy`` when debiased);
-  fastest while they fit in memory.
+- ``dense``: stores the cost matrices ``C_xy [B, n, m]`` (and ``C_xx``, ``C_yy`` when debiased)
+  and runs the updates in kernel form with absorbed potentials (Schmitzer 2019: one ``exp`` per
+  ε level, mat-vecs in between), falling back to the log domain when the kernel is not
+  representable; fastest while the matrices fit in memory.
 - ``online``: never stores an ``n x m`` matrix; each soft-min recomputes the costs in row chunks and
   reduces them with a streaming log-sum-exp, and a custom backward does the same. Memory grows as
   O(n + m) (times the chunk size).
