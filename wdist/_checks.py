@@ -84,6 +84,14 @@ def check_same_dim(x: torch.Tensor, y: torch.Tensor, xname: str = "x", yname: st
         )
 
 
+def check_clouds(x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two point clouds ``[n, d]``, ``[m, d]`` on one dtype and device, with the same ``d``."""
+    x = check_points(as_tensor(x, "x"), "x")
+    y = check_points(as_tensor(y, "y", like=x), "y")
+    check_same_dim(x, y)
+    return x, y
+
+
 def check_weights(
     w: Any, name: str, shape: Sequence[int], like: torch.Tensor, normalize: bool = True
 ) -> torch.Tensor:

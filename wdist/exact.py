@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wdist._checks import as_tensor, check_p, check_points, check_same_dim, check_weights
+from wdist._checks import check_clouds, check_p, check_weights
 from wdist._cost import cost_matrix
 
 # POT's network simplex multiplies costs internally: keep them far below sqrt(float64 max).
@@ -94,9 +94,7 @@ def emd(
         0-dim cost tensor (gradients w.r.t. ``x``, ``y``, ``a``, ``b``), and the plan if asked.
     """
     p = check_p(p)
-    x = check_points(as_tensor(x, "x"), "x")
-    y = check_points(as_tensor(y, "y", like=x), "y")
-    check_same_dim(x, y)
+    x, y = check_clouds(x, y)
     a = check_weights(a, "a", x.shape[:1], like=x)
     b = check_weights(b, "b", y.shape[:1], like=x)
     return emd_from_cost(a, b, cost_matrix(x, y, p), num_iter_max, return_plan)

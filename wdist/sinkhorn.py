@@ -62,6 +62,11 @@ def _dense_softmin(cost: torch.Tensor) -> Softmin:
     return softmin
 
 
+def _absorbed_kernel(cost: torch.Tensor, f: torch.Tensor, g: torch.Tensor, eps: float):
+    """``K_ij = exp((f_i + g_j - C_ij) / eps)``: the Gibbs kernel with the potentials absorbed."""
+    return (f.unsqueeze(-1) + g.unsqueeze(-2)).sub_(cost).div_(eps).exp_()
+
+
 def _kernel_step(
     cost: torch.Tensor,
     f: torch.Tensor,
@@ -81,7 +86,7 @@ def _kernel_step(
     """
     sym = g is None
     g0 = f if sym else g
-    kern = (f.unsqueeze(-1) + g0.unsqueeze(-2)).sub_(cost).div_(eps).exp_()
+    kern = _absorbed_kernel(cost, f, g0, eps)
     log_s = (kern @ b.unsqueeze(-1)).squeeze(-1).log()
     f_new = 0.5 * (f + damping * (f - eps * log_s))
     if sym:
@@ -115,7 +120,7 @@ def _kernel_polish(
     """
     sym = g is None
     f0, g0 = f, (f if sym else g)
-    kern = torch.exp((f0.unsqueeze(-1) + g0.unsqueeze(-2) - cost) / eps)
+    kern = _absorbed_kernel(cost, f0, g0, eps)
     lu, lv = torch.zeros_like(f0), torch.zeros_like(g0)
     for it in range(max_iter):
         s = (kern @ (b * lv.exp()).unsqueeze(-1)).squeeze(-1)
@@ -136,7 +141,7 @@ def _kernel_polish(
                 break
             if big > 30:  # absorb the scalings before exp(lu) over- or underflows
                 f0, g0 = f0 + eps * lu, (f0 + eps * lu) if sym else g0 + eps * lv
-                kern = torch.exp((f0.unsqueeze(-1) + g0.unsqueeze(-2) - cost) / eps)
+                kern = _absorbed_kernel(cost, f0, g0, eps)
                 lu, lv = torch.zeros_like(f0), torch.zeros_like(g0)
     return f0 + eps * lu, None if sym else g0 + eps * lv
 
@@ -425,6 +430,18 @@ def sinkhorn(
     def damp(eps: float) -> float:
         return 1.0 if rho is None else 1.0 / (1.0 + eps / rho)
 
+    def on_all_problems(routine: Callable, *args: Any) -> tuple | None:
+        """Run a kernel-form ``routine`` on OT(a, b) and, when debiased, on OT(a, a) and OT(b, b):
+        the new ``(f_ba, g_ab, f_aa, g_bb)``, or None as soon as one is not representable."""
+        cross = routine(c_xy, f_ba, g_ab, a, b, *args)
+        if cross is None:
+            return None
+        if not debias:
+            return (*cross, None, None)
+        xx = routine(c_xx, f_aa, None, a, a, *args)
+        yy = routine(c_yy, g_bb, None, b, b, *args) if xx is not None else None
+        return None if yy is None else (*cross, xx[0], yy[0])
+
     with torch.no_grad():
         eps = eps_list[0]
         f_ba, g_ab = damp(eps) * sm_xy(eps, b_log), damp(eps) * sm_yx(eps, a_log)
@@ -434,16 +451,9 @@ def sinkhorn(
         for eps in eps_list:  # ε-scaling with symmetric (averaged) updates
             k = damp(eps)
             if use_kernel:  # one exp and two mat-vecs per level instead of two log-sum-exps
-                steps = [_kernel_step(c_xy, f_ba, g_ab, a, b, eps, k)]
-                if debias:
-                    steps += [
-                        _kernel_step(c_xx, f_aa, None, a, a, eps, k),
-                        _kernel_step(c_yy, g_bb, None, b, b, eps, k),
-                    ]
-                if all(s is not None for s in steps):
-                    (f_ba, g_ab) = steps[0]
-                    if debias:
-                        f_aa, g_bb = steps[1][0], steps[2][0]
+                step = on_all_problems(_kernel_step, eps, k)
+                if step is not None:
+                    f_ba, g_ab, f_aa, g_bb = step
                     continue
                 use_kernel = False  # not representable at this scale: stay in the log domain
             ft_ba, gt_ab = k * sm_xy(eps, b_log + g_ab / eps), k * sm_yx(eps, a_log + f_ba / eps)
@@ -455,16 +465,9 @@ def sinkhorn(
         # log-sum-exps otherwise. The cross and the two symmetric problems are independent.
         polished = None
         if backend == "dense" and tol is not None:
-            polished = [_kernel_polish(c_xy, f_ba, g_ab, a, b, eps, k, tol, max_iter)]
-            if debias:
-                polished.append(_kernel_polish(c_xx, f_aa, None, a, a, eps, k, tol, max_iter))
-                polished.append(_kernel_polish(c_yy, g_bb, None, b, b, eps, k, tol, max_iter))
-            if all(r is not None for r in polished):
-                (f_ba, g_ab) = polished[0]
-                if debias:
-                    f_aa, g_bb = polished[1][0], polished[2][0]
-            else:
-                polished = None
+            polished = on_all_problems(_kernel_polish, eps, k, tol, max_iter)
+            if polished is not None:
+                f_ba, g_ab, f_aa, g_bb = polished
         for it in range(max_iter if tol is not None and polished is None else 0):
             f_old, g_old = f_ba, g_ab
             f_ba = k * sm_xy(eps, b_log + g_ab / eps)

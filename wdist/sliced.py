@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from wdist._checks import as_tensor, check_p, check_points, check_same_dim, check_weights
+from wdist._checks import check_clouds, check_p, check_weights
 from wdist.one_d import wasserstein_1d
 
 
@@ -47,9 +47,7 @@ def sliced_wasserstein(
     p = check_p(p)
     if isinstance(n_projections, bool) or not isinstance(n_projections, int) or n_projections < 1:
         raise ValueError(f"n_projections must be a positive int, got {n_projections!r}")
-    x = check_points(as_tensor(x, "x"), "x")
-    y = check_points(as_tensor(y, "y", like=x), "y")
-    check_same_dim(x, y)
+    x, y = check_clouds(x, y)
     a = None if a is None else check_weights(a, "a", x.shape[:1], like=x)
     b = None if b is None else check_weights(b, "b", y.shape[:1], like=x)
     theta = _directions(x.shape[1], n_projections, x, seed)
