@@ -146,12 +146,16 @@ def _kernel_polish(
     return f0 + eps * lu, None if sym else g0 + eps * lv
 
 
-# Devices on which the online soft-min runs through ``torch.compile``: inductor turns the
-# broadcast expressions below into fused reductions that recompute ``C_ij`` on the fly instead of
-# writing a ``[B, chunk, m]`` cost block to memory (the eager path is memory-bound on GPUs).
-# Tests add "cpu" to check the compiled path against the eager one.
+# Devices on which the online soft-min runs through ``torch.compile`` (for ``d <= _FUSED_MAX_DIM``):
+# inductor turns each of the two broadcast reductions below into one kernel that recomputes
+# ``C_ij`` on the fly and never writes a ``[B, n, m]`` block to memory (the eager path is
+# memory-bound on GPUs). A single ``logsumexp`` would not do: inductor stores its argument between
+# the max and the sum passes. Above ``_FUSED_MAX_DIM`` inductor no longer unrolls the sum over the
+# coordinates, and the eager path's matrix product is faster. Tests add "cpu" to check the
+# compiled path against the eager one.
 _COMPILE_DEVICES = {"cuda"}
-_fused: dict[str, Any] = {}  # "kernels": the compiled pair, "failed": set after a failure
+_FUSED_MAX_DIM = 8
+_fused: dict[str, Any] = {}  # "kernels": the compiled triple, "failed": set after a failure
 
 
 def _broadcast_cost(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
@@ -162,9 +166,15 @@ def _broadcast_cost(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
     return dist if p == 1 else dist.pow(p)
 
 
-def _lse_kernel(x, y, h, inv_eps, p: float):
-    """``log sum_j exp(h_j - C_ij / eps)`` for a row block of ``x``."""
-    return torch.logsumexp(h.unsqueeze(-2) - _broadcast_cost(x, y, p) * inv_eps, dim=-1)
+def _row_max_kernel(x, y, h, inv_eps, p: float):
+    """``max_j h_j - C_ij / eps``: the first pass of a streaming log-sum-exp."""
+    return torch.amax(h.unsqueeze(-2) - _broadcast_cost(x, y, p) * inv_eps, dim=-1)
+
+
+def _row_sumexp_kernel(x, y, h, shift, inv_eps, p: float):
+    """``sum_j exp(h_j - C_ij / eps - shift_i)``: the second pass."""
+    arg = h.unsqueeze(-2) - _broadcast_cost(x, y, p) * inv_eps - shift.unsqueeze(-1)
+    return torch.exp(arg).sum(-1)
 
 
 def _lse_grad_kernel(x, y, h, f, grad, inv_eps, p: float):
@@ -181,12 +191,21 @@ def _lse_grad_kernel(x, y, h, f, grad, inv_eps, p: float):
     return gx, gy, w.sum(-2)
 
 
-def _fused_kernels(device: torch.device) -> tuple[Callable, Callable] | None:
-    """The compiled (forward, backward) kernels for ``device``, or None to use the eager code."""
-    if device.type not in _COMPILE_DEVICES or _fused.get("failed"):
+def _fused_kernels(x: torch.Tensor) -> tuple[Callable, Callable, Callable] | None:
+    """The compiled (row max, row sum-exp, backward) kernels for points ``x``, or None to use the
+    eager code. They are compiled once per dtype, ``d`` and ``p``: ``1 / eps`` comes in as a 0-dim
+    tensor and the point counts are marked dynamic."""
+    if (
+        x.device.type not in _COMPILE_DEVICES
+        or x.shape[-1] > _FUSED_MAX_DIM
+        or _fused.get("failed")
+    ):
         return None
     if "kernels" not in _fused:
-        _fused["kernels"] = (torch.compile(_lse_kernel), torch.compile(_lse_grad_kernel))
+        _fused["kernels"] = tuple(
+            torch.compile(k)
+            for k in (_row_max_kernel, _row_sumexp_kernel, _lse_grad_kernel)
+        )
     return _fused["kernels"]
 
 
@@ -214,18 +233,20 @@ class _OnlineSoftmin(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y, h, eps: float, p: float, chunk: int):
-        out = torch.empty(x.shape[:-1], dtype=x.dtype, device=x.device)
-        kernels = _fused_kernels(x.device)
+        out = None
+        kernels = _fused_kernels(x)
         if kernels is not None:
             inv_eps = torch.tensor(1 / eps, dtype=x.dtype, device=x.device)
-            try:
-                for s in range(0, x.shape[-2], chunk):
-                    lse = kernels[0](*_dynamic_points(x[..., s : s + chunk, :], y, h), inv_eps, p)
-                    out[..., s : s + chunk] = -eps * lse
+            try:  # all rows at once: the compiled reductions need O(n + m) memory
+                xs, ys, hs = _dynamic_points(x.detach(), y.detach(), h.detach())
+                shift = kernels[0](xs, ys, hs, inv_eps, p)
+                shift = torch.where(torch.isfinite(shift), shift, 0)  # rows with no mass
+                (shift,) = _dynamic_points(shift)
+                out = -eps * (shift + kernels[1](xs, ys, hs, shift, inv_eps, p).log())
             except Exception as err:  # noqa: BLE001 - any compiler failure: use the eager path
                 _disable_fused(err)
-                kernels = None
-        if kernels is None:
+        if out is None:
+            out = torch.empty(x.shape[:-1], dtype=x.dtype, device=x.device)
             for s in range(0, x.shape[-2], chunk):
                 c = cost_matrix(x[..., s : s + chunk, :], y, p)
                 out[..., s : s + chunk] = -eps * torch.logsumexp(h.unsqueeze(-2) - c / eps, dim=-1)
@@ -241,14 +262,15 @@ class _OnlineSoftmin(torch.autograd.Function):
         gx = torch.zeros_like(x) if need_x else None
         gy = torch.zeros_like(y) if need_y else None
         gh = torch.zeros_like(h) if need_h else None
-        kernels = _fused_kernels(x.device)
+        kernels = _fused_kernels(x)
         if kernels is not None:
             inv_eps = torch.tensor(1 / eps, dtype=x.dtype, device=x.device)
+            x, y, h = x.detach(), y.detach(), h.detach()
             try:
                 gx_f, gy_f, gh_f = torch.zeros_like(x), torch.zeros_like(y), torch.zeros_like(h)
                 for s in range(0, x.shape[-2], chunk):
                     sl = slice(s, s + chunk)
-                    gx_c, gy_c, gh_c = kernels[1](
+                    gx_c, gy_c, gh_c = kernels[2](
                         *_dynamic_points(x[..., sl, :], y, h, out[..., sl], grad[..., sl]),
                         inv_eps,
                         p,
