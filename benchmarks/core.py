@@ -379,6 +379,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="one-minute smoke run")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "core")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (all methods)")
+    parser.add_argument("--dims", type=int, nargs="+", choices=sorted(BLUR),
+                        help="Sinkhorn dimensions (default: 3 with --quick, else 3 and 64)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     info = machine_info(args.device)
@@ -408,7 +410,7 @@ def main() -> int:
     guard = 20 if args.device == "cpu" else 30
     big_guard = 0 if quick else 120 if args.device == "cpu" else 150
     for n in [1000] if quick else [1000, 10_000, 100_000]:
-        for d in [3] if quick else [3, 64]:
+        for d in args.dims or ([3] if quick else [3, 64]):
             rows["sinkhorn"] += bench_sinkhorn(args.device, [n], [d], keops, guard, big_guard)
             save()
     if args.device == "cuda" and not quick:  # 1e6 x 1e6 in 3-D, for what fits the time guard

@@ -10,8 +10,19 @@ import wdist
 sk = importlib.import_module("wdist.sinkhorn")  # the module (wdist.sinkhorn is the function)
 
 
+def _inductor_compiles_on_cpu() -> bool:
+    """Whether inductor can build a C++ kernel here (it needs a working C++ compiler)."""
+    try:
+        torch.compile(lambda t: (t * 2).sum())(torch.ones(3))
+    except Exception:  # noqa: BLE001 - any compiler failure means: cannot test the fused path
+        return False
+    return True
+
+
 @pytest.fixture
 def compiled_on_cpu(monkeypatch):
+    if not _inductor_compiles_on_cpu():
+        pytest.skip("torch.compile (inductor) cannot compile C++ kernels on this machine")
     monkeypatch.setattr(sk, "_COMPILE_DEVICES", {"cpu"})
     monkeypatch.setattr(sk, "_fused", {})
     yield
@@ -41,6 +52,26 @@ def test_compiled_online_matches_eager(rng, compiled_on_cpu, p):
         torch.testing.assert_close(v, u, rtol=1e-9, atol=1e-11)
 
 
+def test_compiled_online_compiles_once_across_eps_levels(rng, compiled_on_cpu):
+    # Two solves with different sizes and blurs run ~100 soft-mins at ~30 distinct epsilons each;
+    # the two forward kernels (row max, row sum-exp) must be compiled once, not once per epsilon.
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    problems = [(60, 50, 0.05), (45, 70, 0.2)]
+    for n, m, blur in problems:
+        x = torch.tensor(rng.random((n, 2)))
+        y = torch.tensor(rng.random((m, 2)) + 0.2)
+        sk._COMPILE_DEVICES.clear()
+        eager = wdist.sinkhorn(x, y, blur=blur, backend="online")
+        sk._COMPILE_DEVICES.add("cpu")
+        fused = wdist.sinkhorn(x, y, blur=blur, backend="online")
+        torch.testing.assert_close(fused, eager, rtol=1e-5, atol=1e-8)
+    assert "kernels" in sk._fused
+    assert counters["stats"]["unique_graphs"] == 2
+
+
 def test_compile_failure_falls_back_to_eager(rng, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler")
@@ -49,7 +80,7 @@ def test_compile_failure_falls_back_to_eager(rng, monkeypatch):
     y = torch.tensor(rng.random((40, 2)))
     ref = wdist.sinkhorn(x.detach(), y, backend="online")
     monkeypatch.setattr(sk, "_COMPILE_DEVICES", {"cpu"})
-    monkeypatch.setattr(sk, "_fused", {"kernels": (broken, broken)})
+    monkeypatch.setattr(sk, "_fused", {"kernels": (broken, broken, broken)})
     with pytest.warns(RuntimeWarning, match="torch.compile"):
         val = wdist.sinkhorn(x, y, backend="online")
     assert sk._fused["failed"]

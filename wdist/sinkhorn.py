@@ -1,15 +1,20 @@
 r"""Entropic optimal transport: log-domain Sinkhorn with ε-scaling, and the Sinkhorn divergence.
 
-Two strategies compute the same iterations (GeomLoss's symmetric scheme under ε-scaling, Feydy
-et al. 2019, then plain Sinkhorn at the final ε until the potentials settle):
+Two strategies, chosen by size, solve the same problem (GeomLoss's symmetric scheme under
+ε-scaling, Feydy et al. 2019, then plain Sinkhorn at the final ε until the potentials settle):
 
 - ``dense``: stores the cost matrices ``C_xy [B, n, m]`` (and ``C_xx``, ``C_yy`` when debiased)
-  and runs the updates in kernel form with absorbed potentials (Schmitzer 2019: one ``exp`` per
-  ε level, mat-vecs in between), falling back to the log domain when the kernel is not
-  representable; fastest while the matrices fit in memory.
+  and runs the updates in kernel form with absorbed potentials (Schmitzer 2019), falling back to
+  the log domain when the kernel is not representable. One ``exp`` over ``C`` costs about as much
+  as 20 mat-vecs, so the schedule is made of fewer, better-solved levels: it starts at
+  ``max C / 30`` (not ``diameter^p``: the first soft-min there already gives a representable
+  kernel, and an easy problem, ``eps >= max C / 30``, is solved at its own ε right away), keeps
+  every 4th level of the ``scaling`` schedule and runs 8 Sinkhorn iterations (mat-vecs) on each.
 - ``online``: never stores an ``n x m`` matrix; each soft-min recomputes the costs in row chunks and
   reduces them with a streaming log-sum-exp, and a custom backward does the same. Memory grows as
-  O(n + m) (times the chunk size).
+  O(n + m) (times the chunk size). On CUDA and for ``d <= 8`` the soft-min is two
+  ``torch.compile``'d reductions (row max, then row sum of exps) that recompute ``C_ij`` in
+  registers, like KeOps, without any chunk.
 
 Gradients follow the envelope theorem: the loop runs without autograd, and one last extrapolation
 step at the final ε carries the gradient to ``x``, ``y``, ``a`` and ``b``.
@@ -53,6 +58,15 @@ def epsilon_schedule(p: float, diameter: float, blur: float, scaling: float) -> 
     return [diameter**p] + [(diameter * scaling**k) ** p for k in range(1, steps + 1)] + [blur**p]
 
 
+# Dense ε-scaling (kernel form): start at ``max C / _KERNEL_RANGE`` instead of ``diameter^p`` (the
+# first soft-min there already gives a representable kernel; the levels above only cost exps), keep
+# every ``_LEVEL_STRIDE``-th level of the schedule, and run ``_LEVEL_ITERS`` Sinkhorn iterations
+# (mat-vecs) on each level's kernel: one ``exp`` over ``C`` costs about as much as 20 mat-vecs.
+_KERNEL_RANGE = 30.0
+_LEVEL_STRIDE = 4
+_LEVEL_ITERS = 8
+
+
 def _dense_softmin(cost: torch.Tensor) -> Softmin:
     """``f_i = -eps log sum_j exp(h_j - C_ij / eps)`` for a stored ``C [B, n, m]``."""
 
@@ -64,37 +78,11 @@ def _dense_softmin(cost: torch.Tensor) -> Softmin:
 
 def _absorbed_kernel(cost: torch.Tensor, f: torch.Tensor, g: torch.Tensor, eps: float):
     """``K_ij = exp((f_i + g_j - C_ij) / eps)``: the Gibbs kernel with the potentials absorbed."""
-    return (f.unsqueeze(-1) + g.unsqueeze(-2)).sub_(cost).div_(eps).exp_()
-
-
-def _kernel_step(
-    cost: torch.Tensor,
-    f: torch.Tensor,
-    g: torch.Tensor | None,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    eps: float,
-    damping: float,
-) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """One symmetric (averaged) Sinkhorn update at ``eps`` in kernel form.
-
-    ``softmin_eps(g / eps + log b)_i = f_i - eps log (K b)_i`` with the absorbed kernel
-    ``K_ij = exp((f_i + g_j - C_ij) / eps)``: one ``exp`` over ``C`` and two mat-vecs, where the
-    log domain needs two log-sum-exps. Potentials from the previous ε bound ``K`` above by about
-    ``(1 / b_j)^(eps_prev / eps)``. Returns None if a row or column sum under- or overflows.
-    ``g=None`` updates the symmetric problem ``OT(a, a)``.
-    """
-    sym = g is None
-    g0 = f if sym else g
-    kern = _absorbed_kernel(cost, f, g0, eps)
-    log_s = (kern @ b.unsqueeze(-1)).squeeze(-1).log()
-    f_new = 0.5 * (f + damping * (f - eps * log_s))
-    if sym:
-        return (f_new, None) if bool(torch.isfinite(log_s).all()) else None
-    log_t = (kern.transpose(-1, -2) @ a.unsqueeze(-1)).squeeze(-1).log()
-    if not bool(torch.isfinite(log_s).all() & torch.isfinite(log_t).all()):
-        return None
-    return f_new, 0.5 * (g + damping * (g - eps * log_t))
+    return (
+        torch.add((g / eps).unsqueeze(-2), cost, alpha=-1 / eps)
+        .add_((f / eps).unsqueeze(-1))
+        .exp_()
+    )
 
 
 def _kernel_polish(
@@ -146,12 +134,16 @@ def _kernel_polish(
     return f0 + eps * lu, None if sym else g0 + eps * lv
 
 
-# Devices on which the online soft-min runs through ``torch.compile``: inductor turns the
-# broadcast expressions below into fused reductions that recompute ``C_ij`` on the fly instead of
-# writing a ``[B, chunk, m]`` cost block to memory (the eager path is memory-bound on GPUs).
-# Tests add "cpu" to check the compiled path against the eager one.
+# Devices on which the online soft-min runs through ``torch.compile`` (for ``d <= _FUSED_MAX_DIM``):
+# inductor turns each of the two broadcast reductions below into one kernel that recomputes
+# ``C_ij`` on the fly and never writes a ``[B, n, m]`` block to memory (the eager path is
+# memory-bound on GPUs). A single ``logsumexp`` would not do: inductor stores its argument between
+# the max and the sum passes. Above ``_FUSED_MAX_DIM`` inductor no longer unrolls the sum over the
+# coordinates, and the eager path's matrix product is faster. Tests add "cpu" to check the
+# compiled path against the eager one.
 _COMPILE_DEVICES = {"cuda"}
-_fused: dict[str, Any] = {}  # "kernels": the compiled pair, "failed": set after a failure
+_FUSED_MAX_DIM = 8
+_fused: dict[str, Any] = {}  # "kernels": the compiled triple, "failed": set after a failure
 
 
 def _broadcast_cost(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
@@ -162,9 +154,15 @@ def _broadcast_cost(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
     return dist if p == 1 else dist.pow(p)
 
 
-def _lse_kernel(x, y, h, inv_eps, p: float):
-    """``log sum_j exp(h_j - C_ij / eps)`` for a row block of ``x``."""
-    return torch.logsumexp(h.unsqueeze(-2) - _broadcast_cost(x, y, p) * inv_eps, dim=-1)
+def _row_max_kernel(x, y, h, inv_eps, p: float):
+    """``max_j h_j - C_ij / eps``: the first pass of a streaming log-sum-exp."""
+    return torch.amax(h.unsqueeze(-2) - _broadcast_cost(x, y, p) * inv_eps, dim=-1)
+
+
+def _row_sumexp_kernel(x, y, h, shift, inv_eps, p: float):
+    """``sum_j exp(h_j - C_ij / eps - shift_i)``: the second pass."""
+    arg = h.unsqueeze(-2) - _broadcast_cost(x, y, p) * inv_eps - shift.unsqueeze(-1)
+    return torch.exp(arg).sum(-1)
 
 
 def _lse_grad_kernel(x, y, h, f, grad, inv_eps, p: float):
@@ -181,12 +179,20 @@ def _lse_grad_kernel(x, y, h, f, grad, inv_eps, p: float):
     return gx, gy, w.sum(-2)
 
 
-def _fused_kernels(device: torch.device) -> tuple[Callable, Callable] | None:
-    """The compiled (forward, backward) kernels for ``device``, or None to use the eager code."""
-    if device.type not in _COMPILE_DEVICES or _fused.get("failed"):
+def _fused_kernels(x: torch.Tensor) -> tuple[Callable, Callable, Callable] | None:
+    """The compiled (row max, row sum-exp, backward) kernels for points ``x``, or None to use the
+    eager code. They are compiled once per dtype, ``d`` and ``p``: ``1 / eps`` comes in as a 0-dim
+    tensor and the point counts are marked dynamic."""
+    if (
+        x.device.type not in _COMPILE_DEVICES
+        or x.shape[-1] > _FUSED_MAX_DIM
+        or _fused.get("failed")
+    ):
         return None
     if "kernels" not in _fused:
-        _fused["kernels"] = (torch.compile(_lse_kernel), torch.compile(_lse_grad_kernel))
+        _fused["kernels"] = tuple(
+            torch.compile(k) for k in (_row_max_kernel, _row_sumexp_kernel, _lse_grad_kernel)
+        )
     return _fused["kernels"]
 
 
@@ -214,18 +220,20 @@ class _OnlineSoftmin(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, y, h, eps: float, p: float, chunk: int):
-        out = torch.empty(x.shape[:-1], dtype=x.dtype, device=x.device)
-        kernels = _fused_kernels(x.device)
+        out = None
+        kernels = _fused_kernels(x)
         if kernels is not None:
             inv_eps = torch.tensor(1 / eps, dtype=x.dtype, device=x.device)
-            try:
-                for s in range(0, x.shape[-2], chunk):
-                    lse = kernels[0](*_dynamic_points(x[..., s : s + chunk, :], y, h), inv_eps, p)
-                    out[..., s : s + chunk] = -eps * lse
+            try:  # all rows at once: the compiled reductions need O(n + m) memory
+                xs, ys, hs = _dynamic_points(x.detach(), y.detach(), h.detach())
+                shift = kernels[0](xs, ys, hs, inv_eps, p)
+                shift = torch.where(torch.isfinite(shift), shift, 0)  # rows with no mass
+                (shift,) = _dynamic_points(shift)
+                out = -eps * (shift + kernels[1](xs, ys, hs, shift, inv_eps, p).log())
             except Exception as err:  # noqa: BLE001 - any compiler failure: use the eager path
                 _disable_fused(err)
-                kernels = None
-        if kernels is None:
+        if out is None:
+            out = torch.empty(x.shape[:-1], dtype=x.dtype, device=x.device)
             for s in range(0, x.shape[-2], chunk):
                 c = cost_matrix(x[..., s : s + chunk, :], y, p)
                 out[..., s : s + chunk] = -eps * torch.logsumexp(h.unsqueeze(-2) - c / eps, dim=-1)
@@ -241,14 +249,15 @@ class _OnlineSoftmin(torch.autograd.Function):
         gx = torch.zeros_like(x) if need_x else None
         gy = torch.zeros_like(y) if need_y else None
         gh = torch.zeros_like(h) if need_h else None
-        kernels = _fused_kernels(x.device)
+        kernels = _fused_kernels(x)
         if kernels is not None:
             inv_eps = torch.tensor(1 / eps, dtype=x.dtype, device=x.device)
+            x, y, h = x.detach(), y.detach(), h.detach()
             try:
                 gx_f, gy_f, gh_f = torch.zeros_like(x), torch.zeros_like(y), torch.zeros_like(h)
                 for s in range(0, x.shape[-2], chunk):
                     sl = slice(s, s + chunk)
-                    gx_c, gy_c, gh_c = kernels[1](
+                    gx_c, gy_c, gh_c = kernels[2](
                         *_dynamic_points(x[..., sl, :], y, h, out[..., sl], grad[..., sl]),
                         inv_eps,
                         p,
@@ -335,9 +344,10 @@ def sinkhorn(
     (0 for identical inputs, never negative), else :math:`\mathrm{OT}_\varepsilon` in its dual
     form :math:`\langle a, f \rangle + \langle b, g \rangle`. With ``reach`` set, the marginal
     constraints are relaxed to :math:`\rho\,\mathrm{KL}` penalties,
-    :math:`\rho = \text{reach}^p` (unbalanced OT). Solver: log-domain, symmetric Sinkhorn
-    updates under ε-scaling from ``diameter^p`` down to ``blur^p`` by factors ``scaling^p``
-    (GeomLoss's scheme).
+    :math:`\rho = \text{reach}^p` (unbalanced OT). Solver: symmetric Sinkhorn updates under
+    ε-scaling from ``diameter^p`` down to ``blur^p`` by factors ``scaling^p`` (GeomLoss's
+    scheme), in the log domain (online strategy) or in kernel form on fewer, better-solved levels
+    from ``max C / 30`` (dense strategy, see the module docstring).
 
     Args:
         x: ``[n, d]`` or ``[B, n, d]`` points.  y: ``[m, d]`` or ``[B, m, d]``.
@@ -348,7 +358,8 @@ def sinkhorn(
             :math:`\mathrm{OT}_\varepsilon`.
         scaling: ε-scaling ratio in (0, 1); closer to 1 = more iterations, more accuracy.
         reach: unbalanced OT length scale (None: balanced).
-        diameter: upper bound on the point distances (default: from the bounding box).
+        diameter: upper bound on the point distances: the schedule starts at ``diameter^p``
+            (default: ``max C / 30`` for the dense strategy, the bounding box for the online one).
         tol: after the ε schedule, keep iterating at the final ε until the potentials move less
             than ``tol * ε`` (a relative marginal error of about ``tol``); None stops right after
             the schedule (GeomLoss's behaviour: fast, accurate value, less accurate plan).
@@ -404,9 +415,6 @@ def sinkhorn(
 
     spread = point_spread(x, y)
     check_cost_range(spread, p, x.dtype)
-    if diameter is None:
-        diameter = spread or blur
-    eps_list = epsilon_schedule(p, float(diameter), float(blur), float(scaling))
     rho = None if reach is None else reach**p
 
     # Each soft-min differentiates through its first argument only (GeomLoss's convention): the
@@ -424,6 +432,16 @@ def sinkhorn(
         sm_xy, sm_yx = _online_softmin(x, yd, p, chunk), _online_softmin(y, xd, p, chunk)
         if debias:
             sm_xx, sm_yy = _online_softmin(x, xd, p, chunk), _online_softmin(y, yd, p, chunk)
+    if diameter is None and backend == "dense":
+        # Start where the stored costs need it: at eps >= max C / _KERNEL_RANGE the first soft-min
+        # already gives representable kernels, and the levels above it only cost exps.
+        c_max = max(float(c.max()) for c in ((c_xy, c_xx, c_yy) if debias else (c_xy,)))
+        diameter = (c_max / _KERNEL_RANGE) ** (1 / p)
+    elif diameter is None:
+        diameter = spread
+    eps_list = epsilon_schedule(p, float(diameter or blur), float(blur), float(scaling))
+    if backend == "dense":
+        eps_list = eps_list[:-1][::_LEVEL_STRIDE] + eps_list[-1:]
 
     a_log, b_log = _safe_log(a), _safe_log(b)
 
@@ -450,8 +468,8 @@ def sinkhorn(
         use_kernel = backend == "dense"
         for eps in eps_list:  # ε-scaling with symmetric (averaged) updates
             k = damp(eps)
-            if use_kernel:  # one exp and two mat-vecs per level instead of two log-sum-exps
-                step = on_all_problems(_kernel_step, eps, k)
+            if use_kernel:  # one exp and a few mat-vecs per level, no log-sum-exp
+                step = on_all_problems(_kernel_polish, eps, k, 0.0, _LEVEL_ITERS)
                 if step is not None:
                     f_ba, g_ab, f_aa, g_bb = step
                     continue
