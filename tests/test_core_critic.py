@@ -103,3 +103,38 @@ def test_critic_errors():
         wdist.WassersteinCritic("not a module")
     with pytest.raises(ValueError, match="real and fake"):
         wdist.gradient_penalty(_mlp(), torch.randn(4, 2), torch.randn(4, 3))
+
+
+def test_certified_w1_is_a_lower_bound_on_pot_emd_and_tight_for_the_optimal_critic():
+    import ot
+
+    g = torch.Generator().manual_seed(3)
+    # 1-D shift: f(x) = -x is an optimal potential, so the bound equals W1 = shift exactly
+    x = torch.randn(200, 1, generator=g, dtype=torch.float64)
+    exact = ot.emd2([], [], ot.dist(x.numpy(), (x + 0.7).numpy(), metric="euclidean"))
+    neg = nn.Linear(1, 1, bias=False).double()
+    nn.init.constant_(neg.weight, -3.0)  # slope 3: the raw estimate is 3 x W1, L = 3 undoes it
+    assert wdist.certified_w1(neg, x, x + 0.7).item() == pytest.approx(exact, rel=1e-12)
+    assert wdist.certified_w1(neg, x, x - 0.7).item() == 0.0  # wrong sign: trivial bound
+    # any critic, raw estimate far off: the certified value never exceeds the exact W1
+    for seed in range(3):
+        torch.manual_seed(seed)
+        a = torch.randn(150, 5, generator=g, dtype=torch.float64)
+        b = torch.randn(120, 5, generator=g, dtype=torch.float64) * 2 + 1
+        f = _mlp(5, 32).double()
+        w1 = ot.emd2([], [], ot.dist(a.numpy(), b.numpy(), metric="euclidean"))
+        for crit in (f, lambda z, f=f: -50 * f(z)):
+            cert = wdist.certified_w1(crit, a, b).item()
+            assert 0.0 <= cert <= w1 * (1 + 1e-12)
+    # a duplicated point with f(x) > f(y) forces L = inf: the only certificate is 0
+    assert wdist.certified_w1(lambda z: -z.sum(1), x[:5], x[:5] + 1.0).item() > 0
+    assert wdist.certified_w1(lambda z: z.sum(1) * 0 + torch.arange(5.0).double(), x[:5],
+                              x[:5]).item() == 0.0
+
+
+def test_certified_w1_of_a_trained_gp_critic_is_close_to_emd(gaussians):
+    real, fake, exact = gaussians
+    critic, est = _trained("gp", real, fake, lam=10.0)
+    cert = wdist.certified_w1(critic.module, real, fake).item()
+    assert cert <= exact * (1 + 1e-6) < est  # the raw GP estimate overshoots, the bound cannot
+    assert cert > 0.85 * exact

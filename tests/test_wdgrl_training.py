@@ -1,8 +1,8 @@
 """WDGRL actually adapts on 50°-rotated moons; the CLI writes its reports and resumes.
 
 The W1 check is a sanity band, not a precision claim: the training critic's W1 estimate must
-fall, and a copy of the critic refit on frozen features must land between half of and just
-above the exact W1 (``wdist.emd``) of those features.
+fall, and the certified bounds (the training critic's and a small refit critic's) must lie below
+the exact W1 (``wdist.emd``) of those features, and not far below.
 """
 
 import json
@@ -31,7 +31,7 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def test_wdgrl_beats_source_only_and_refit_critic_w1_is_within_half_of_emd():
+def test_wdgrl_beats_source_only_and_certified_critic_w1_is_close_below_emd():
     task = make_moons_task(50.0)
     acc = {m: [] for m in ("source_only", "wdgrl")}
     for seed in (0, 1):
@@ -42,9 +42,10 @@ def test_wdgrl_beats_source_only_and_refit_critic_w1_is_within_half_of_emd():
             if m == "wdgrl":
                 w1 = [r["w1"] for r in est.history_]
                 assert np.mean(w1[-3:]) < 0.8 * np.mean(w1[:2])  # the critic's W1 falls
-                if seed == 0:  # refit dual estimate in [0.5, 1.05] x exact W1 (a loose band)
-                    c = w1_check(est, task, 300, seed, refit_steps=100)
-                    assert 0.5 * c["emd_w1"] < c["refit_w1"] < 1.05 * c["emd_w1"], c
+                if seed == 0:  # certified bounds are <= emd; the refit one is not far below
+                    c = w1_check(est, task, 300, seed, refit_steps=200, refit_hidden=(64, 64))
+                    assert 0.6 * c["emd_w1"] < c["critic_cert"] <= c["emd_w1"] * (1 + 1e-9), c
+                    assert 0.4 * c["emd_w1"] < c["refit_cert"] <= c["emd_w1"] * (1 + 1e-9), c
                     assert c["emd_floor"] < c["emd_w1"]
     gain = np.array(acc["wdgrl"]) - np.array(acc["source_only"])
     assert gain.min() > 0.1, acc

@@ -7,6 +7,7 @@ Every function returns an optimal-transport **cost** with ground cost ``|x - y|^
 from wdist._checks import set_validation
 from wdist.critic import (
     WassersteinCritic,
+    certified_w1,
     clip_weights_,
     critic_loss,
     generator_loss,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "WassersteinCritic",
+    "certified_w1",
     "clip_weights_",
     "critic_loss",
     "emd",
