@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -x -q
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install -q -c constraints.txt '.[bench]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[apps,test,bench]'
 	$(BIN)/python benchmarks/core.py
 	$(BIN)/python benchmarks/wmd.py
 	$(BIN)/python benchmarks/wgan.py --device cpu
