@@ -106,7 +106,8 @@ def write_report(rows: list[dict[str, Any]], out: Path, name: str, device: str) 
             cell = f"{res['mean']:.3f} ± {res['std']:.3f}"
             cells.append(f"**{cell}**" if m == best else cell)
         lines.append(f"| {r['task']} | " + " | ".join(cells) + " |")
-    lines += ["", "Seconds per run (median over seeds):", "",
+    lines += ["", "Training seconds per run (sum of its epoch times, so a resumed run keeps its "
+              "own; skada: wall clock), median over seeds:", "",
               "| task | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for r in rows:
         lines.append(f"| {r['task']} | " + " | ".join(
