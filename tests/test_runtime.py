@@ -115,3 +115,14 @@ def test_load_checkpoint_rejects_other_files(tmp_path):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="holds a list"):
         load_checkpoint(tmp_path / "list.pt")
+
+
+def test_command_line_reads_as_typed(monkeypatch):
+    from apps.runtime.machine import _ROOT, command_line
+
+    monkeypatch.setattr("sys.argv", [str(_ROOT / "apps" / "cli.py"), "wdgrl", "bench"])
+    assert command_line() == "wdist wdgrl bench"
+    monkeypatch.setattr("sys.argv", ["/venv/bin/wdist", "demo", "--device", "cpu"])
+    assert command_line() == "wdist demo --device cpu"
+    monkeypatch.setattr("sys.argv", [str(_ROOT / "benchmarks" / "core.py"), "--quick"])
+    assert command_line() == "python benchmarks/core.py --quick"

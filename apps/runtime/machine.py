@@ -7,10 +7,25 @@ import os
 import platform
 import shlex
 import sys
+from pathlib import Path
 
 import torch
 
 _PACKAGES = ("torch", "numpy", "scipy", "pot", "geomloss", "pykeops")
+_ROOT = Path(__file__).resolve().parents[2]
+
+
+def command_line() -> str:
+    """The command as a user would type it: ``wdist ...`` for the CLI (whether started as the
+    ``wdist`` script or ``python -m apps.cli``), else ``python <path relative to the repo> ...``."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "wdist" or argv0.parts[-2:] == ("apps", "cli.py"):
+        return shlex.join(["wdist", *sys.argv[1:]])
+    try:
+        argv0 = argv0.resolve().relative_to(_ROOT)
+    except ValueError:
+        pass
+    return shlex.join(["python", str(argv0), *sys.argv[1:]])
 
 
 def cpu_model() -> str:
@@ -43,7 +58,7 @@ def machine_info(device: str = "cpu") -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
         "versions": versions(),
-        "command": shlex.join([os.path.basename(sys.executable), *sys.argv]),
+        "command": command_line(),
     }
     return info
 
