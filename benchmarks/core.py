@@ -47,7 +47,7 @@ from apps.runtime.machine import machine_info, markdown_header  # noqa: E402
 
 BLUR = {3: 0.1, 64: 0.5}  # our blur per dimension (eps = blur^2)
 POT_STOP = 1e-3  # POT's stopThr is POT_STOP / sqrt(n); our tol is POT_STOP (same marginal error)
-OURS = f"wdist tol={POT_STOP:g}"  # the row every ratio is taken against
+OURS = "wdist tol=1e-3"  # the row every ratio is taken against (tol = POT_STOP)
 
 
 def _sync(device: str) -> None:
