@@ -534,8 +534,12 @@ def sinkhorn(
         diameter: upper bound on the point distances: the schedule starts at ``diameter^p``
             (default: ``max C / 30`` for the dense strategy, the bounding box for the online one).
         tol: after the ε schedule, keep iterating at the final ε until the potentials move less
-            than ``tol * ε`` (a relative marginal error of about ``tol``); None stops right after
-            the schedule (GeomLoss's behaviour: fast, accurate value, less accurate plan).
+            than ``tol * ε`` on every point with mass: then each point's marginal of the plan is
+            off by a relative error of about ``tol`` (max norm; POT's ``stopThr`` bounds the
+            2-norm of the absolute error, so ``tol = stopThr * sqrt(n)`` is at least as strict
+            for uniform weights). The returned dual value is typically much closer than ``tol``: its
+            error is second order in the potentials' error. None stops right after the schedule
+            (GeomLoss's behaviour: fast, accurate value, less accurate plan).
         max_iter: cap on those extra iterations (default 1000 for the dense strategy, where one
             is two mat-vecs, and 100 for the online one, where one is two log-sum-exps).
         backend: ``"dense"``, ``"online"`` (O(n + m) memory) or ``"auto"``.
