@@ -91,11 +91,16 @@ class _Gibbs:
     For ``p = 2`` the exponent is one batched matrix product of augmented points,
     :math:`[2 x_i, f_i - |x_i|^2, 1] \cdot [y_j, 1, g_j - |y_j|^2] / \varepsilon`, on points
     centred at their common mean (fewer cancelled digits), and ``C`` is never stored; for other
-    ``p`` it is computed from a stored ``C`` in three in-place passes.
+    ``p`` it is computed from a stored ``C`` in three in-place passes. Exponents below
+    ``floor = log(tiny) + 1`` (about -86 in float32) are raised to it before the ``exp``: entries
+    that would be subnormal or zero become ``e^floor`` (1e-38 in float32, so no row sum moves by
+    more than ``m * 1e-38``), and ``exp`` stays on its fast path (subnormal results made it 7x
+    slower at ``eps = 0.01``, n = 10^4).
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float, buf: torch.Tensor) -> None:
         self.p, self.buf = p, buf
+        self.floor = math.log(torch.finfo(buf.dtype).tiny) + 1
         self._neg_cost = False  # the buffer holds -C (left there by cost_max)
         if p == 2:
             centre = torch.cat([x, y], -2).mean(-2, keepdim=True)
@@ -141,7 +146,7 @@ class _Gibbs:
             torch.add((g / eps).unsqueeze(-2), self._cost, alpha=-1 / eps, out=self.buf)
             self.buf.add_((f / eps).unsqueeze(-1))
         self._neg_cost = False
-        return self.buf.exp_()
+        return self.buf.clamp_min_(self.floor).exp_()
 
 
 def _kernel_sinkhorn(
