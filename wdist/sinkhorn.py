@@ -547,7 +547,10 @@ def sinkhorn(
             (GeomLoss's behaviour: fast, accurate value, less accurate plan).
         max_iter: cap on those extra iterations (default 1000 for the dense strategy, where one
             is two mat-vecs, and 100 for the online one, where one is two log-sum-exps).
-        backend: ``"dense"``, ``"online"`` (O(n + m) memory) or ``"auto"``.
+        backend: ``"dense"``, ``"online"`` (O(n + m) memory) or ``"auto"``: dense when what it
+            holds fits in ``2^28`` elements (1 GB in float32): without autograd one ``n x m``
+            buffer for the largest problem (twice that for ``p != 2``), with autograd the costs
+            of every problem.
         return_plan: also return the plan
             :math:`P_{ij} = a_i b_j e^{(f_i + g_j - C_{ij})/\varepsilon}` of
             :math:`\mathrm{OT}_\varepsilon` (dense backend only).
@@ -583,9 +586,15 @@ def sinkhorn(
     a = check_weights(a, "a", (bsz, n) if batched else (n,), like=x).reshape(bsz, n)
     b = check_weights(b, "b", (bsz, m) if batched else (m,), like=x).reshape(bsz, m)
 
+    # Without autograd the last extrapolation is part of the solve (kernel form when dense);
+    # with it, it comes after the loop on live costs and carries the envelope-theorem gradient.
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, a, b))
     if backend == "auto":
-        elems = bsz * (n * m + (n * n + m * m if debias else 0))
-        limit = 2**28  # elements of stored cost matrices: 1 GB in float32
+        # What the dense strategy holds at once: with autograd, the live costs of every problem;
+        # without, one kernel buffer for the largest problem (plus its stored cost if p != 2).
+        sizes = [n * m] + ([n * n, m * m] if debias else [])
+        elems = bsz * (sum(sizes) if needs_grad else max(sizes) * (1 if p == 2 else 2))
+        limit = 2**28  # 1 GB in float32
         backend = "dense" if elems <= limit else "online"
     if max_iter is None:
         max_iter = 1000 if backend == "dense" else 100
@@ -602,9 +611,6 @@ def sinkhorn(
     def damp(eps: float) -> float:
         return 1.0 if rho is None else 1.0 / (1.0 + eps / rho)
 
-    # Without autograd the last extrapolation is part of the solve (kernel form when dense);
-    # with it, it comes after the loop on live costs and carries the envelope-theorem gradient.
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, a, b))
     # OT(a, b), then OT(a, a) and OT(b, b) when debiased: independent problems, solved in turn.
     problems = [(x, y, a, b, False)]
     if debias:
