@@ -125,7 +125,10 @@ class _Gibbs:
         return -float(self.buf.amin())
 
     def _exponent(self, f: torch.Tensor, g: torch.Tensor, eps: float) -> None:
-        ones_x, ones_y = self.xx.unsqueeze(-1) ** 0, self.yy.unsqueeze(-1) ** 0
+        ones_x, ones_y = (
+            torch.ones_like(self.xx).unsqueeze(-1),
+            torch.ones_like(self.yy).unsqueeze(-1),
+        )
         lhs = torch.cat([2 * self.x / eps, ((f - self.xx) / eps).unsqueeze(-1), ones_x], -1)
         rhs = torch.cat([self.y, ones_y, ((g - self.yy) / eps).unsqueeze(-1)], -1)
         torch.bmm(lhs, rhs.transpose(-1, -2), out=self.buf)
@@ -174,14 +177,15 @@ def _kernel_sinkhorn(
     potentials move less than ``tol * eps`` on the points with mass (``tol = 0``: run
     ``max_iter`` iterations); ``extrapolate`` adds a last symmetric step from both old potentials
     (the value's extrapolation, in kernel form). ``f0 [B, n]``, ``g0 [B, m]`` (None: zero).
-    Returns ``(f, g)``, or None when the kernel is not representable (``exp`` over- or
-    underflows: costs too large against ε); the caller then goes to the log domain.
+    Returns ``(f, g)``, or None when the kernel is not representable (costs too large against
+    ε: ``exp`` overflows, or a row or column is all at the floor of ``_Gibbs``, which shows as
+    a scaling past ``0.9 |floor|``); the caller then goes to the log domain.
     """
     kern = gibbs.kernel(f0, f0 if sym else g0, eps)
-    lu = torch.zeros_like(a) if f0 is None else torch.zeros_like(f0)
+    lu = torch.zeros_like(a)
     lv = lu if sym else torch.zeros_like(b)
-    f0 = torch.zeros_like(lu) if f0 is None else f0
-    g0 = f0 if sym else (torch.zeros_like(lv) if g0 is None else g0)
+    f0 = torch.zeros_like(a) if f0 is None else f0
+    g0 = f0 if sym else (torch.zeros_like(b) if g0 is None else g0)
 
     def matvec(k: torch.Tensor, w: torch.Tensor, lw: torch.Tensor) -> torch.Tensor:
         return (k @ (w * lw.exp()).unsqueeze(-1)).squeeze(-1)
@@ -200,7 +204,7 @@ def _kernel_sinkhorn(
             lu, lv = lu_new, lv_new
         if it % _CHECK_EVERY == _CHECK_EVERY - 1 or it == max_iter - 1:
             big, moved = torch.stack([lu.abs().max(), lv.abs().max()]).max().item(), moved.item()
-            if not math.isfinite(big):
+            if not math.isfinite(big) or big > -0.9 * gibbs.floor:
                 return None
             if moved < tol:
                 break
@@ -298,8 +302,17 @@ def _dense_sinkhorn(
         last = i == len(levels) - 1
         polish = last and tol is not None
         out = _kernel_sinkhorn(
-            gibbs, f, g, a, b, sym, eps, damp(eps), tol if polish else 0.0,
-            max_iter if polish else _LEVEL_ITERS, extrapolate and last,
+            gibbs,
+            f,
+            g,
+            a,
+            b,
+            sym,
+            eps,
+            damp(eps),
+            tol if polish else 0.0,
+            max_iter if polish else _LEVEL_ITERS,
+            extrapolate and last,
         )
         if out is None:  # not representable at this scale: the log domain from here on
             cost = gibbs.cost()
@@ -627,24 +640,35 @@ def sinkhorn(
                 top = diameter or (gibbs.cost_max() / _KERNEL_RANGE) ** (1 / p)
                 eps_list = epsilon_schedule(p, float(top or blur), float(blur), float(scaling))
                 solved.append(
-                    _dense_sinkhorn(gibbs, wu, wv, sym, eps_list, damp, tol, max_iter,
-                                    not needs_grad)
+                    _dense_sinkhorn(
+                        gibbs, wu, wv, sym, eps_list, damp, tol, max_iter, not needs_grad
+                    )
                 )
             del buf, gibbs
         else:
             chunk = _chunk_size(bsz, max(n, m), x.device)
             # Each soft-min differentiates through its first argument only (GeomLoss's
             # convention): the extrapolation carries the gradient exactly once per point cloud.
-            eps_list = epsilon_schedule(p, float(diameter or spread or blur), float(blur),
-                                        float(scaling))
+            eps_list = epsilon_schedule(
+                p, float(diameter or spread or blur), float(blur), float(scaling)
+            )
             softmins = []
             for u, v, wu, wv, sym in problems:
                 sm_uv = _online_softmin(u, v.detach(), p, chunk)
                 sm_vu = None if sym else _online_softmin(v, u.detach(), p, chunk)
                 softmins.append((sm_uv, sm_vu))
                 solved.append(
-                    _log_sinkhorn(sm_uv, sm_vu, wu, wv, eps_list, damp, tol, max_iter,
-                                  extrapolate=not needs_grad)
+                    _log_sinkhorn(
+                        sm_uv,
+                        sm_vu,
+                        wu,
+                        wv,
+                        eps_list,
+                        damp,
+                        tol,
+                        max_iter,
+                        extrapolate=not needs_grad,
+                    )
                 )
 
     eps, k = float(blur) ** p, damp(float(blur) ** p)
