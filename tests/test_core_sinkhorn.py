@@ -157,3 +157,19 @@ def test_kernel_form_extrapolation_equals_log_domain(rng, p, debias):
     live = wdist.sinkhorn(x.requires_grad_(True), y, p=p, blur=0.1, debias=debias,
                           backend="dense", tol=1e-9)
     assert live.item() == pytest.approx(plain.item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_dense_falls_back_to_log_domain_when_kernel_underflows(rng, dtype):
+    # Starting the schedule at the final blur (diameter=blur) on far-apart clouds: exp(-C / eps)
+    # is below the smallest normal number everywhere, so the dense strategy must leave the kernel
+    # form; it then runs the online strategy's log-domain iterations and agrees with it.
+    x, y = _clouds(rng, 40, 30)
+    x, y = x.to(dtype), (y + 3).to(dtype)
+    kw = dict(blur=0.05, diameter=0.05, debias=False, tol=1e-6, max_iter=5000)
+    dense = wdist.sinkhorn(x, y, backend="dense", **kw)
+    online = wdist.sinkhorn(x, y, backend="online", **kw)
+    exact = wdist.emd(x.double(), y.double(), p=2).item()
+    assert torch.isfinite(dense)
+    assert dense.item() == pytest.approx(online.item(), rel=1e-5)
+    assert dense.item() == pytest.approx(exact, rel=0.01)
