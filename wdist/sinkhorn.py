@@ -272,11 +272,23 @@ def _log_sinkhorn(
             moved = torch.maximum(_max_move(f, f_old, a), _max_move(g, g_old, b))
         if it % _CHECK_EVERY == 0 and float(moved) < tol * eps:
             break
-    if extrapolate:
-        f_new = k * sm_xy(eps, (a_log if sym else b_log) + g / eps)
-        g = f_new if sym else k * sm_yx(eps, a_log + f / eps)
-        f = f_new
-    return f, g
+    return _extrapolate(sm_xy, sm_yx, a, b, f, g, eps, k) if extrapolate else (f, g)
+
+
+def _extrapolate(
+    sm_xy: Softmin,
+    sm_yx: Softmin | None,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    f: torch.Tensor,
+    g: torch.Tensor,
+    eps: float,
+    k: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One symmetric log-domain step from both old potentials, ``f <- k softmin(log b + g / eps)``
+    and ``g <- k softmin(log a + f / eps)`` (``sm_yx=None``: the symmetric problem, ``g = f``)."""
+    f_new = k * sm_xy(eps, _safe_log(b) + g / eps)
+    return f_new, (f_new if sm_yx is None else k * sm_yx(eps, _safe_log(a) + f / eps))
 
 
 def _dense_sinkhorn(
@@ -679,9 +691,7 @@ def sinkhorn(
                 sm_vu = None if sym else _dense_softmin(cost_matrix(v, u.detach(), p))
             else:
                 sm_uv, sm_vu = softmins[i]
-            f, g = solved[i]
-            f_new = k * sm_uv(eps, _safe_log(wv) + g / eps)
-            solved[i] = (f_new, f_new if sym else k * sm_vu(eps, _safe_log(wu) + f / eps))
+            solved[i] = _extrapolate(sm_uv, sm_vu, wu, wv, *solved[i], eps, k)
     (f_ba, g_ab), *sym_solved = solved
     if debias:
         f_aa, g_bb = sym_solved[0][0], sym_solved[1][0]
