@@ -121,3 +121,55 @@ def test_unbalanced_tends_to_balanced_for_large_reach(rng):
     small = wdist.sinkhorn(x, y, blur=0.05, reach=0.05).item()
     assert unb == pytest.approx(bal, rel=1e-2)
     assert small < bal  # relaxing the marginals can only lower the cost
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-3, 1e-5])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tol_bounds_marginals_and_beats_pot_at_same_criterion(rng, tol, dtype):
+    # Independent references: POT's log-domain OT_eps (converged) for our value, and POT's
+    # sinkhorn2 stopped at the same relative marginal error per point (stopThr = tol / sqrt(m)).
+    x, y = _clouds(rng, 300, 250, 3)
+    eps, n, m = 0.01, 300, 250
+    a, b = torch.full((n,), 1 / n, dtype=torch.float64), torch.full((m,), 1 / m,
+                                                                    dtype=torch.float64)
+    cost = torch.cdist(x, y) ** 2
+    plan = ot.bregman.sinkhorn_log(a, b, cost, eps, numItermax=100_000, stopThr=1e-14)
+    linear = (plan * cost).sum().item()
+    ref = linear + eps * (plan * torch.log(plan / (a[:, None] * b[None, :]))).sum().item()
+    pot = ot.sinkhorn2(a, b, cost, eps, stopThr=tol / m**0.5, numItermax=100_000).item()
+
+    ours, ours_plan = wdist.sinkhorn(x.to(dtype), y.to(dtype), p=2, blur=eps**0.5, debias=False,
+                                     tol=tol, return_plan=True)
+    rel_ours, rel_pot = abs(ours.item() - ref) / ref, abs(pot - linear) / linear
+    assert rel_ours <= max(rel_pot, 1e-6 if dtype == torch.float32 else 0)
+    assert rel_ours <= tol  # a looser tol stays within tol of the converged value
+    if dtype == torch.float64:  # tol is the relative marginal error per point, up to a factor
+        rows, cols = ours_plan.sum(1) * n, ours_plan.sum(0) * m
+        assert max((rows - 1).abs().max().item(), (cols - 1).abs().max().item()) <= 2 * tol
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("debias", [True, False])
+def test_kernel_form_extrapolation_equals_log_domain(rng, p, debias):
+    # Without autograd the dense strategy extrapolates in kernel form; with it, by log-sum-exps.
+    x, y = _clouds(rng, 40, 30, 3)
+    plain = wdist.sinkhorn(x, y, p=p, blur=0.1, debias=debias, backend="dense", tol=1e-9)
+    live = wdist.sinkhorn(x.requires_grad_(True), y, p=p, blur=0.1, debias=debias,
+                          backend="dense", tol=1e-9)
+    assert live.item() == pytest.approx(plain.item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_dense_falls_back_to_log_domain_when_kernel_underflows(rng, dtype):
+    # Starting the schedule at the final blur (diameter=blur) on far-apart clouds: exp(-C / eps)
+    # is below the smallest normal number everywhere, so the dense strategy must leave the kernel
+    # form; it then runs the online strategy's log-domain iterations and agrees with it.
+    x, y = _clouds(rng, 40, 30)
+    x, y = x.to(dtype), (y + 3).to(dtype)
+    kw = dict(blur=0.05, diameter=0.05, debias=False, tol=1e-6, max_iter=5000)
+    dense = wdist.sinkhorn(x, y, backend="dense", **kw)
+    online = wdist.sinkhorn(x, y, backend="online", **kw)
+    exact = wdist.emd(x.double(), y.double(), p=2).item()
+    assert torch.isfinite(dense)
+    assert dense.item() == pytest.approx(online.item(), rel=1e-5)
+    assert dense.item() == pytest.approx(exact, rel=0.01)

@@ -3,13 +3,15 @@ r"""Entropic optimal transport: log-domain Sinkhorn with ε-scaling, and the Sin
 Two strategies, chosen by size, solve the same problem (GeomLoss's symmetric scheme under
 ε-scaling, Feydy et al. 2019, then plain Sinkhorn at the final ε until the potentials settle):
 
-- ``dense``: stores the cost matrices ``C_xy [B, n, m]`` (and ``C_xx``, ``C_yy`` when debiased)
-  and runs the updates in kernel form with absorbed potentials (Schmitzer 2019), falling back to
-  the log domain when the kernel is not representable. One ``exp`` over ``C`` costs about as much
-  as 20 mat-vecs, so the schedule is made of fewer, better-solved levels: it starts at
-  ``max C / 30`` (not ``diameter^p``: the first soft-min there already gives a representable
-  kernel, and an easy problem, ``eps >= max C / 30``, is solved at its own ε right away), keeps
-  every 4th level of the ``scaling`` schedule and runs 8 Sinkhorn iterations (mat-vecs) on each.
+- ``dense``: runs every iteration in kernel form with absorbed potentials (Schmitzer 2019): two
+  mat-vecs with ``K_ij = exp((f_i + g_j - C_ij) / eps)`` per iteration, no log-sum-exp; a new
+  kernel (one ``exp`` over ``n x m``) only per ε level and when the scalings grow, written into one
+  reused buffer shared by the debiasing problems; for ``p = 2`` the kernel's exponent is a single
+  matrix product and ``C`` is never stored. It falls back to the log domain when the kernel is not
+  representable. The schedule starts at ``max C / 30`` (not ``diameter^p``: the kernel of zero
+  potentials is representable there, and an easy problem, ``eps >= max C / 30``, is solved at its
+  own ε right away), keeps every 4th level of the ``scaling`` schedule and runs 8 iterations on
+  each coarse level, then iterates at the final ε to ``tol``.
 - ``online``: never stores an ``n x m`` matrix; each soft-min recomputes the costs in row chunks and
   reduces them with a streaming log-sum-exp, and a custom backward does the same. Memory grows as
   O(n + m) (times the chunk size). On CUDA and for ``d <= 8`` the soft-min is two
@@ -58,13 +60,18 @@ def epsilon_schedule(p: float, diameter: float, blur: float, scaling: float) -> 
     return [diameter**p] + [(diameter * scaling**k) ** p for k in range(1, steps + 1)] + [blur**p]
 
 
-# Dense ε-scaling (kernel form): start at ``max C / _KERNEL_RANGE`` instead of ``diameter^p`` (the
-# first soft-min there already gives a representable kernel; the levels above only cost exps), keep
-# every ``_LEVEL_STRIDE``-th level of the schedule, and run ``_LEVEL_ITERS`` Sinkhorn iterations
-# (mat-vecs) on each level's kernel: one ``exp`` over ``C`` costs about as much as 20 mat-vecs.
+# Dense strategy (kernel form). The schedule starts at ``max C / _KERNEL_RANGE``, where the
+# kernel ``exp(-C / eps)`` of zero potentials is representable, instead of ``diameter^p`` (the
+# levels above it only cost exps), keeps every ``_LEVEL_STRIDE``-th level of the ``scaling``
+# schedule counted back from the final ε, and runs ``_LEVEL_ITERS`` Sinkhorn iterations (two
+# mat-vecs each) on each coarse level: building a kernel costs about as much as 7 iterations at
+# n = 10^4. Convergence and representability are checked every ``_CHECK_EVERY`` iterations (one
+# device sync each).
 _KERNEL_RANGE = 30.0
 _LEVEL_STRIDE = 4
 _LEVEL_ITERS = 8
+_CHECK_EVERY = 5
+_ABSORB = 30.0  # absorb the scalings into the potentials once |log u| or |log v| exceeds this
 
 
 def _dense_softmin(cost: torch.Tensor) -> Softmin:
@@ -76,62 +83,258 @@ def _dense_softmin(cost: torch.Tensor) -> Softmin:
     return softmin
 
 
-def _absorbed_kernel(cost: torch.Tensor, f: torch.Tensor, g: torch.Tensor, eps: float):
-    """``K_ij = exp((f_i + g_j - C_ij) / eps)``: the Gibbs kernel with the potentials absorbed."""
-    return (
-        torch.add((g / eps).unsqueeze(-2), cost, alpha=-1 / eps)
-        .add_((f / eps).unsqueeze(-1))
-        .exp_()
-    )
+class _Gibbs:
+    r"""Gibbs kernel :math:`K_{ij} = e^{(f_i + g_j - C_{ij}) / \varepsilon}` of one problem
+    (Schmitzer's absorbed potentials), written into one reused ``[B, n, m]`` buffer: a fresh
+    ``n x m`` tensor per build costs more in page faults than the ``exp`` itself.
+
+    For ``p = 2`` the exponent is one batched matrix product of augmented points,
+    :math:`[2 x_i, f_i - |x_i|^2, 1] \cdot [y_j, 1, g_j - |y_j|^2] / \varepsilon`, on points
+    centred at their common mean (fewer cancelled digits), and ``C`` is never stored; for other
+    ``p`` it is computed from a stored ``C`` in three in-place passes. Exponents below
+    ``floor = log(tiny) + 1`` (about -86 in float32) are raised to it before the ``exp``: entries
+    that would be subnormal or zero become ``e^floor`` (1e-38 in float32, so no row sum moves by
+    more than ``m * 1e-38``), and ``exp`` stays on its fast path (subnormal results made it 7x
+    slower at ``eps = 0.01``, n = 10^4).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, p: float, buf: torch.Tensor) -> None:
+        self.p, self.buf = p, buf
+        self.floor = math.log(torch.finfo(buf.dtype).tiny) + 1
+        self._neg_cost = False  # the buffer holds -C (left there by cost_max)
+        if p == 2:
+            centre = torch.cat([x, y], -2).mean(-2, keepdim=True)
+            self.x, self.y = x - centre, y - centre
+            self.xx, self.yy = (self.x**2).sum(-1), (self.y**2).sum(-1)
+            self._cost: torch.Tensor | None = None
+        else:
+            self.x, self.y = x, y
+            self._cost = cost_matrix(x, y, p)
+
+    def cost(self) -> torch.Tensor:
+        """``C [B, n, m]`` (for ``p = 2`` computed on demand: only the log-domain fallback needs
+        it)."""
+        return self._cost if self._cost is not None else cost_matrix(self.x, self.y, self.p)
+
+    def cost_max(self) -> float:
+        """``max_ij C_ij``; for ``p = 2`` it leaves ``-C`` in the buffer for the first kernel."""
+        if self._cost is not None:
+            return float(self._cost.max())
+        self._exponent(torch.zeros_like(self.xx), torch.zeros_like(self.yy), 1.0)
+        self._neg_cost = True
+        return -float(self.buf.amin())
+
+    def _exponent(self, f: torch.Tensor, g: torch.Tensor, eps: float) -> None:
+        ones_x, ones_y = (
+            torch.ones_like(self.xx).unsqueeze(-1),
+            torch.ones_like(self.yy).unsqueeze(-1),
+        )
+        lhs = torch.cat([2 * self.x / eps, ((f - self.xx) / eps).unsqueeze(-1), ones_x], -1)
+        rhs = torch.cat([self.y, ones_y, ((g - self.yy) / eps).unsqueeze(-1)], -1)
+        torch.bmm(lhs, rhs.transpose(-1, -2), out=self.buf)
+
+    def kernel(self, f: torch.Tensor | None, g: torch.Tensor | None, eps: float) -> torch.Tensor:
+        """``K [B, n, m]`` for potentials ``f [B, n]``, ``g [B, m]`` (None: zero potentials)."""
+        if f is None and self._neg_cost:
+            self.buf.mul_(1 / eps)
+        elif self._cost is None:
+            self._exponent(
+                torch.zeros_like(self.xx) if f is None else f,
+                torch.zeros_like(self.yy) if g is None else g,
+                eps,
+            )
+        elif f is None:
+            torch.mul(self._cost, -1 / eps, out=self.buf)
+        else:
+            torch.add((g / eps).unsqueeze(-2), self._cost, alpha=-1 / eps, out=self.buf)
+            self.buf.add_((f / eps).unsqueeze(-1))
+        self._neg_cost = False
+        return self.buf.clamp_min_(self.floor).exp_()
 
 
-def _kernel_polish(
-    cost: torch.Tensor,
-    f: torch.Tensor,
-    g: torch.Tensor | None,
+def _kernel_sinkhorn(
+    gibbs: _Gibbs,
+    f0: torch.Tensor | None,
+    g0: torch.Tensor | None,
     a: torch.Tensor,
     b: torch.Tensor,
+    sym: bool,
     eps: float,
     damping: float,
     tol: float,
     max_iter: int,
-) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-    """Sinkhorn at a fixed ε in kernel form with absorbed potentials (Schmitzer 2019).
+    extrapolate: bool,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    r"""Sinkhorn at a fixed ε in kernel form with absorbed potentials (Schmitzer 2019).
 
-    With ``K_ij = exp((f_i + g_j - C_ij) / eps)`` built once from the log-domain potentials, an
-    iteration is two mat-vecs on the scalings ``f = f0 + eps lu``, ``g = g0 + eps lv`` instead of
-    two log-sum-exps over ``C``; the scalings are absorbed into ``f0, g0`` (one ``exp``) when they
-    grow. ``g=None`` solves the symmetric problem ``OT(a, a)`` with averaged updates.
-    Stops when the potentials move less than ``tol * eps``. Returns None when the kernel is not
-    representable (costs so large against ε that ``exp`` over- or underflows): the caller then
-    stays in the log domain.
+    With :math:`K_{ij} = e^{(f^0_i + g^0_j - C_{ij}) / \varepsilon}`, the potentials are
+    :math:`f = f^0 + \varepsilon \log u`, :math:`g = g^0 + \varepsilon \log v`, and the soft-min
+    update :math:`f \leftarrow \kappa\, \mathrm{softmin}_\varepsilon(\log b + g / \varepsilon)`
+    (:math:`\kappa` = ``damping``, 1 when balanced) is one mat-vec:
+    :math:`\log u = (\kappa - 1) f^0 / \varepsilon - \kappa \log K (b\, v)`. ``sym`` solves
+    :math:`\mathrm{OT}(a, a)` with ``b = a``, ``g = f`` and averaged updates. The scalings are
+    absorbed into ``f0, g0`` (a new kernel) when they grow past ``_ABSORB``. Stops once the
+    potentials move less than ``tol * eps`` on the points with mass (``tol = 0``: run
+    ``max_iter`` iterations); ``extrapolate`` adds a last symmetric step from both old potentials
+    (the value's extrapolation, in kernel form). ``f0 [B, n]``, ``g0 [B, m]`` (None: zero).
+    Returns ``(f, g)``, or None when the kernel is not representable (costs too large against
+    ε: ``exp`` overflows, or a row or column is all at the floor of ``_Gibbs``, which shows as
+    a scaling past ``0.9 |floor|``); the caller then goes to the log domain.
     """
-    sym = g is None
-    f0, g0 = f, (f if sym else g)
-    kern = _absorbed_kernel(cost, f0, g0, eps)
-    lu, lv = torch.zeros_like(f0), torch.zeros_like(g0)
+    kern = gibbs.kernel(f0, f0 if sym else g0, eps)
+    lu = torch.zeros_like(a)
+    lv = lu if sym else torch.zeros_like(b)
+    f0 = torch.zeros_like(a) if f0 is None else f0
+    g0 = f0 if sym else (torch.zeros_like(b) if g0 is None else g0)
+
+    def matvec(k: torch.Tensor, w: torch.Tensor, lw: torch.Tensor) -> torch.Tensor:
+        return (k @ (w * lw.exp()).unsqueeze(-1)).squeeze(-1)
+
+    def update(h0: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return (damping - 1) * h0 / eps - damping * s.log()
+
     for it in range(max_iter):
-        s = (kern @ (b * lv.exp()).unsqueeze(-1)).squeeze(-1)
-        lu_new = torch.where(a > 0, (damping - 1) * f0 / eps - damping * s.log(), 0)
+        lu_new = update(f0, matvec(kern, b, lv))
         if sym:
             lu_new = 0.5 * (lu + lu_new)
-            moved, lu, lv = (lu_new - lu).abs().max(), lu_new, lu_new
+            moved, lu, lv = _max_move(lu_new, lu, a), lu_new, lu_new
         else:
-            t = (kern.transpose(-1, -2) @ (a * lu_new.exp()).unsqueeze(-1)).squeeze(-1)
-            lv_new = torch.where(b > 0, (damping - 1) * g0 / eps - damping * t.log(), 0)
-            moved = torch.maximum((lu_new - lu).abs().max(), (lv_new - lv).abs().max())
+            lv_new = update(g0, matvec(kern.transpose(-1, -2), a, lu_new))
+            moved = torch.maximum(_max_move(lu_new, lu, a), _max_move(lv_new, lv, b))
             lu, lv = lu_new, lv_new
-        if it % 5 == 0:
+        if it % _CHECK_EVERY == _CHECK_EVERY - 1 or it == max_iter - 1:
             big, moved = torch.stack([lu.abs().max(), lv.abs().max()]).max().item(), moved.item()
-            if not math.isfinite(big):
+            if not math.isfinite(big) or big > -0.9 * gibbs.floor:
                 return None
             if moved < tol:
                 break
-            if big > 30:  # absorb the scalings before exp(lu) over- or underflows
-                f0, g0 = f0 + eps * lu, (f0 + eps * lu) if sym else g0 + eps * lv
-                kern = _absorbed_kernel(cost, f0, g0, eps)
-                lu, lv = torch.zeros_like(f0), torch.zeros_like(g0)
-    return f0 + eps * lu, None if sym else g0 + eps * lv
+            if big > _ABSORB and it < max_iter - 1:  # before exp(lu) over- or underflows
+                f0 = f0 + eps * lu
+                g0 = f0 if sym else g0 + eps * lv
+                kern = gibbs.kernel(f0, g0, eps)
+                lu = torch.zeros_like(lu)
+                lv = lu if sym else torch.zeros_like(lv)
+    if extrapolate:
+        lu_new = update(f0, matvec(kern, b, lv))
+        lv = lu_new if sym else update(g0, matvec(kern.transpose(-1, -2), a, lu))
+        lu = lu_new
+        if not bool(torch.isfinite(lu).all() & torch.isfinite(lv).all()):
+            return None
+    f = f0 + eps * lu
+    return f, (f if sym else g0 + eps * lv)
+
+
+def _log_sinkhorn(
+    sm_xy: Softmin,
+    sm_yx: Softmin | None,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    eps_list: list[float],
+    damp: Callable[[float], float],
+    tol: float | None,
+    max_iter: int,
+    start: tuple[torch.Tensor, torch.Tensor] | None = None,
+    extrapolate: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Log-domain Sinkhorn on one problem :math:`\mathrm{OT}_\varepsilon(a, b)`.
+
+    ``sm_xy(eps, h)`` is the soft-min over ``y`` (gives ``f [B, n]``), ``sm_yx`` the one over
+    ``x``; ``sm_yx=None`` solves the symmetric :math:`\mathrm{OT}(a, a)` (``b = a``, ``g = f``).
+    ε-scaling over ``eps_list`` with symmetric averaged updates (GeomLoss), then alternating
+    updates at the last ε until the potentials move less than ``tol * eps`` (None: none).
+    ``start``: potentials ``(f, g)`` to continue from; otherwise one soft-min at ``eps_list[0]``.
+    ``extrapolate`` adds a last symmetric step from both old potentials.
+    """
+    sym = sm_yx is None
+    a_log, b_log = _safe_log(a), _safe_log(b)
+    if start is None:
+        k = damp(eps_list[0])
+        f = k * sm_xy(eps_list[0], b_log)
+        g = f if sym else k * sm_yx(eps_list[0], a_log)
+    else:
+        f, g = start
+    for eps in eps_list:
+        k = damp(eps)
+        if sym:
+            f = g = 0.5 * (f + k * sm_xy(eps, a_log + f / eps))
+        else:
+            ft, gt = k * sm_xy(eps, b_log + g / eps), k * sm_yx(eps, a_log + f / eps)
+            f, g = 0.5 * (f + ft), 0.5 * (g + gt)
+    eps, k = eps_list[-1], damp(eps_list[-1])
+    for it in range(max_iter if tol is not None else 0):
+        f_old, g_old = f, g
+        if sym:
+            f = g = 0.5 * (f + k * sm_xy(eps, a_log + f / eps))
+            moved = _max_move(f, f_old, a)
+        else:
+            f = k * sm_xy(eps, b_log + g / eps)
+            g = k * sm_yx(eps, a_log + f / eps)
+            moved = torch.maximum(_max_move(f, f_old, a), _max_move(g, g_old, b))
+        if it % _CHECK_EVERY == 0 and float(moved) < tol * eps:
+            break
+    return _extrapolate(sm_xy, sm_yx, a, b, f, g, eps, k) if extrapolate else (f, g)
+
+
+def _extrapolate(
+    sm_xy: Softmin,
+    sm_yx: Softmin | None,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    f: torch.Tensor,
+    g: torch.Tensor,
+    eps: float,
+    k: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One symmetric log-domain step from both old potentials, ``f <- k softmin(log b + g / eps)``
+    and ``g <- k softmin(log a + f / eps)`` (``sm_yx=None``: the symmetric problem, ``g = f``)."""
+    f_new = k * sm_xy(eps, _safe_log(b) + g / eps)
+    return f_new, (f_new if sm_yx is None else k * sm_yx(eps, _safe_log(a) + f / eps))
+
+
+def _dense_sinkhorn(
+    gibbs: _Gibbs,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    sym: bool,
+    eps_list: list[float],
+    damp: Callable[[float], float],
+    tol: float | None,
+    max_iter: int,
+    extrapolate: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One problem with the dense strategy: kernel form on every ``_LEVEL_STRIDE``-th level of
+    ``eps_list`` (counted back from the final ε), ``_LEVEL_ITERS`` iterations on each coarse
+    level, then iterations at the final ε to ``tol`` (``max_iter`` at most; ``tol=None``:
+    ``_LEVEL_ITERS``). Where a kernel is not representable it continues in the log domain over
+    the remaining levels of ``eps_list``. ``extrapolate``: see ``_kernel_sinkhorn``. Returns
+    ``(f [B, n], g [B, m])``."""
+    levels = eps_list[::-1][::_LEVEL_STRIDE][::-1]
+    f = g = None
+    for i, eps in enumerate(levels):
+        last = i == len(levels) - 1
+        polish = last and tol is not None
+        out = _kernel_sinkhorn(
+            gibbs,
+            f,
+            g,
+            a,
+            b,
+            sym,
+            eps,
+            damp(eps),
+            tol if polish else 0.0,
+            max_iter if polish else _LEVEL_ITERS,
+            extrapolate and last,
+        )
+        if out is None:  # not representable at this scale: the log domain from here on
+            cost = gibbs.cost()
+            sm_xy = _dense_softmin(cost)
+            sm_yx = None if sym else _dense_softmin(cost.transpose(-1, -2))
+            rest = [e for e in eps_list if e <= eps]
+            start = None if f is None else (f, g)
+            return _log_sinkhorn(sm_xy, sm_yx, a, b, rest, damp, tol, max_iter, start, extrapolate)
+        f, g = out
+    return f, g
 
 
 # Devices on which the online soft-min runs through ``torch.compile`` (for ``d <= _FUSED_MAX_DIM``):
@@ -361,11 +564,18 @@ def sinkhorn(
         diameter: upper bound on the point distances: the schedule starts at ``diameter^p``
             (default: ``max C / 30`` for the dense strategy, the bounding box for the online one).
         tol: after the ε schedule, keep iterating at the final ε until the potentials move less
-            than ``tol * ε`` (a relative marginal error of about ``tol``); None stops right after
-            the schedule (GeomLoss's behaviour: fast, accurate value, less accurate plan).
+            than ``tol * ε`` on every point with mass: then each point's marginal of the plan is
+            off by a relative error of about ``tol`` (max norm; POT's ``stopThr`` bounds the
+            2-norm of the absolute error, so ``tol = stopThr * sqrt(n)`` is at least as strict
+            for uniform weights). The returned dual value is typically much closer than ``tol``: its
+            error is second order in the potentials' error. None stops right after the schedule
+            (GeomLoss's behaviour: fast, accurate value, less accurate plan).
         max_iter: cap on those extra iterations (default 1000 for the dense strategy, where one
             is two mat-vecs, and 100 for the online one, where one is two log-sum-exps).
-        backend: ``"dense"``, ``"online"`` (O(n + m) memory) or ``"auto"``.
+        backend: ``"dense"``, ``"online"`` (O(n + m) memory) or ``"auto"``: dense when what it
+            holds fits in ``2^28`` elements (1 GB in float32): without autograd one ``n x m``
+            buffer for the largest problem (twice that for ``p != 2``), with autograd the costs
+            of every problem.
         return_plan: also return the plan
             :math:`P_{ij} = a_i b_j e^{(f_i + g_j - C_{ij})/\varepsilon}` of
             :math:`\mathrm{OT}_\varepsilon` (dense backend only).
@@ -401,9 +611,15 @@ def sinkhorn(
     a = check_weights(a, "a", (bsz, n) if batched else (n,), like=x).reshape(bsz, n)
     b = check_weights(b, "b", (bsz, m) if batched else (m,), like=x).reshape(bsz, m)
 
+    # Without autograd the last extrapolation is part of the solve (kernel form when dense);
+    # with it, it comes after the loop on live costs and carries the envelope-theorem gradient.
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, a, b))
     if backend == "auto":
-        elems = bsz * (n * m + (n * n + m * m if debias else 0))
-        limit = 2**28  # elements of stored cost matrices: 1 GB in float32
+        # What the dense strategy holds at once: with autograd, the live costs of every problem;
+        # without, one kernel buffer for the largest problem (plus its stored cost if p != 2).
+        sizes = [n * m] + ([n * n, m * m] if debias else [])
+        elems = bsz * (sum(sizes) if needs_grad else max(sizes) * (1 if p == 2 else 2))
+        limit = 2**28  # 1 GB in float32
         backend = "dense" if elems <= limit else "online"
     if max_iter is None:
         max_iter = 1000 if backend == "dense" else 100
@@ -417,101 +633,68 @@ def sinkhorn(
     check_cost_range(spread, p, x.dtype)
     rho = None if reach is None else reach**p
 
-    # Each soft-min differentiates through its first argument only (GeomLoss's convention): the
-    # final extrapolation then carries the envelope-theorem gradient exactly once per point cloud.
-    if backend == "dense":
-        with torch.no_grad():
-            c_xy = cost_matrix(x, y, p)
-            sm_xy, sm_yx = _dense_softmin(c_xy), _dense_softmin(c_xy.transpose(-1, -2))
-            if debias:
-                c_xx, c_yy = cost_matrix(x, x, p), cost_matrix(y, y, p)
-                sm_xx, sm_yy = _dense_softmin(c_xx), _dense_softmin(c_yy)
-    else:
-        chunk = _chunk_size(bsz, max(n, m), x.device)
-        xd, yd = x.detach(), y.detach()
-        sm_xy, sm_yx = _online_softmin(x, yd, p, chunk), _online_softmin(y, xd, p, chunk)
-        if debias:
-            sm_xx, sm_yy = _online_softmin(x, xd, p, chunk), _online_softmin(y, yd, p, chunk)
-    if diameter is None and backend == "dense":
-        # Start where the stored costs need it: at eps >= max C / _KERNEL_RANGE the first soft-min
-        # already gives representable kernels, and the levels above it only cost exps.
-        c_max = max(float(c.max()) for c in ((c_xy, c_xx, c_yy) if debias else (c_xy,)))
-        diameter = (c_max / _KERNEL_RANGE) ** (1 / p)
-    elif diameter is None:
-        diameter = spread
-    eps_list = epsilon_schedule(p, float(diameter or blur), float(blur), float(scaling))
-    if backend == "dense":
-        eps_list = eps_list[:-1][::_LEVEL_STRIDE] + eps_list[-1:]
-
-    a_log, b_log = _safe_log(a), _safe_log(b)
-
     def damp(eps: float) -> float:
         return 1.0 if rho is None else 1.0 / (1.0 + eps / rho)
 
-    def on_all_problems(routine: Callable, *args: Any) -> tuple | None:
-        """Run a kernel-form ``routine`` on OT(a, b) and, when debiased, on OT(a, a) and OT(b, b):
-        the new ``(f_ba, g_ab, f_aa, g_bb)``, or None as soon as one is not representable."""
-        cross = routine(c_xy, f_ba, g_ab, a, b, *args)
-        if cross is None:
-            return None
-        if not debias:
-            return (*cross, None, None)
-        xx = routine(c_xx, f_aa, None, a, a, *args)
-        yy = routine(c_yy, g_bb, None, b, b, *args) if xx is not None else None
-        return None if yy is None else (*cross, xx[0], yy[0])
-
-    with torch.no_grad():
-        eps = eps_list[0]
-        f_ba, g_ab = damp(eps) * sm_xy(eps, b_log), damp(eps) * sm_yx(eps, a_log)
-        if debias:
-            f_aa, g_bb = damp(eps) * sm_xx(eps, a_log), damp(eps) * sm_yy(eps, b_log)
-        use_kernel = backend == "dense"
-        for eps in eps_list:  # ε-scaling with symmetric (averaged) updates
-            k = damp(eps)
-            if use_kernel:  # one exp and a few mat-vecs per level, no log-sum-exp
-                step = on_all_problems(_kernel_polish, eps, k, 0.0, _LEVEL_ITERS)
-                if step is not None:
-                    f_ba, g_ab, f_aa, g_bb = step
-                    continue
-                use_kernel = False  # not representable at this scale: stay in the log domain
-            ft_ba, gt_ab = k * sm_xy(eps, b_log + g_ab / eps), k * sm_yx(eps, a_log + f_ba / eps)
-            f_ba, g_ab = 0.5 * (f_ba + ft_ba), 0.5 * (g_ab + gt_ab)
-            if debias:
-                f_aa = 0.5 * (f_aa + k * sm_xx(eps, a_log + f_aa / eps))
-                g_bb = 0.5 * (g_bb + k * sm_yy(eps, b_log + g_bb / eps))
-        # Then iterate at the final ε until the potentials settle: mat-vecs when C is stored,
-        # log-sum-exps otherwise. The cross and the two symmetric problems are independent.
-        polished = None
-        if backend == "dense" and tol is not None:
-            polished = on_all_problems(_kernel_polish, eps, k, tol, max_iter)
-            if polished is not None:
-                f_ba, g_ab, f_aa, g_bb = polished
-        for it in range(max_iter if tol is not None and polished is None else 0):
-            f_old, g_old = f_ba, g_ab
-            f_ba = k * sm_xy(eps, b_log + g_ab / eps)
-            g_ab = k * sm_yx(eps, a_log + f_ba / eps)
-            moved = [_max_move(f_ba, f_old, a), _max_move(g_ab, g_old, b)]
-            if debias:
-                f_old, g_old = f_aa, g_bb
-                f_aa = 0.5 * (f_aa + k * sm_xx(eps, a_log + f_aa / eps))
-                g_bb = 0.5 * (g_bb + k * sm_yy(eps, b_log + g_bb / eps))
-                moved += [_max_move(f_aa, f_old, a), _max_move(g_bb, g_old, b)]
-            if it % 5 == 0 and float(torch.stack(moved).max()) < tol * eps:
-                break
-
-    # Last extrapolation with autograd on: the envelope theorem gives the gradients.
-    eps, k = eps_list[-1], damp(eps_list[-1])
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, y, a, b))
-    if backend == "dense" and needs_grad:
-        del sm_xy, sm_yx, c_xy  # free the loop's matrices before building live ones
-        c_xy = cost_matrix(x, y.detach(), p)
-        sm_xy, sm_yx = _dense_softmin(c_xy), _dense_softmin(cost_matrix(y, x.detach(), p))
-        if debias:
-            sm_xx = _dense_softmin(cost_matrix(x, x.detach(), p))
-            sm_yy = _dense_softmin(cost_matrix(y, y.detach(), p))
-    f_ba, g_ab = k * sm_xy(eps, b_log + g_ab / eps), k * sm_yx(eps, a_log + f_ba / eps)
+    # OT(a, b), then OT(a, a) and OT(b, b) when debiased: independent problems, solved in turn.
+    problems = [(x, y, a, b, False)]
     if debias:
-        f_aa, g_bb = k * sm_xx(eps, a_log + f_aa / eps), k * sm_yy(eps, b_log + g_bb / eps)
+        problems += [(x, x, a, a, True), (y, y, b, b, True)]
+    solved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    with torch.no_grad():
+        if backend == "dense":
+            buf = x.new_empty(bsz * max(u.shape[-2] * v.shape[-2] for u, v, *_ in problems))
+            for u, v, wu, wv, sym in problems:
+                shape = (bsz, u.shape[-2], v.shape[-2])
+                gibbs = _Gibbs(u.detach(), v.detach(), p, buf[: math.prod(shape)].view(shape))
+                # Start where the costs need it: at eps >= max C / _KERNEL_RANGE the kernel of
+                # zero potentials is representable, and the levels above it only cost exps.
+                top = diameter or (gibbs.cost_max() / _KERNEL_RANGE) ** (1 / p)
+                eps_list = epsilon_schedule(p, float(top or blur), float(blur), float(scaling))
+                solved.append(
+                    _dense_sinkhorn(
+                        gibbs, wu, wv, sym, eps_list, damp, tol, max_iter, not needs_grad
+                    )
+                )
+            del buf, gibbs
+        else:
+            chunk = _chunk_size(bsz, max(n, m), x.device)
+            # Each soft-min differentiates through its first argument only (GeomLoss's
+            # convention): the extrapolation carries the gradient exactly once per point cloud.
+            eps_list = epsilon_schedule(
+                p, float(diameter or spread or blur), float(blur), float(scaling)
+            )
+            softmins = []
+            for u, v, wu, wv, sym in problems:
+                sm_uv = _online_softmin(u, v.detach(), p, chunk)
+                sm_vu = None if sym else _online_softmin(v, u.detach(), p, chunk)
+                softmins.append((sm_uv, sm_vu))
+                solved.append(
+                    _log_sinkhorn(
+                        sm_uv,
+                        sm_vu,
+                        wu,
+                        wv,
+                        eps_list,
+                        damp,
+                        tol,
+                        max_iter,
+                        extrapolate=not needs_grad,
+                    )
+                )
+
+    eps, k = float(blur) ** p, damp(float(blur) ** p)
+    if needs_grad:  # the last extrapolation, with autograd on
+        for i, (u, v, wu, wv, sym) in enumerate(problems):
+            if backend == "dense":
+                sm_uv = _dense_softmin(cost_matrix(u, v.detach(), p))
+                sm_vu = None if sym else _dense_softmin(cost_matrix(v, u.detach(), p))
+            else:
+                sm_uv, sm_vu = softmins[i]
+            solved[i] = _extrapolate(sm_uv, sm_vu, wu, wv, *solved[i], eps, k)
+    (f_ba, g_ab), *sym_solved = solved
+    if debias:
+        f_aa, g_bb = sym_solved[0][0], sym_solved[1][0]
 
     def dot(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return (w * v).sum(-1)
