@@ -38,7 +38,7 @@ from apps.qrdqn.config import QRDQNConfig  # noqa: E402
 from apps.qrdqn.envs import VectorEnv  # noqa: E402
 from apps.runtime import load_config  # noqa: E402
 from apps.runtime.logging import read_csv  # noqa: E402
-from apps.runtime.machine import describe  # noqa: E402
+from apps.runtime.machine import command_line, describe  # noqa: E402
 
 WARMUP_STEPS = 1000  # agent steps before timing starts (and before learning starts in e2e)
 # Both act at the paper's final epsilon throughout: sb3 skips the network for exploratory
@@ -46,25 +46,28 @@ WARMUP_STEPS = 1000  # agent steps before timing starts (and before learning sta
 EPSILON = 0.01
 
 
-def ours_config(num_envs: int, learning_starts: int, total_frames: int) -> QRDQNConfig:
+def ours_config(num_envs: int, learning_starts: int, total_frames: int,
+                compile_update: bool = False) -> QRDQNConfig:
     return load_config(QRDQNConfig, ROOT / "configs/qrdqn/atari-paper.yaml", {
         "num_envs": num_envs, "learning_starts": learning_starts, "total_frames": total_frames,
         "replay_capacity": 20_000, "log_every_steps": WARMUP_STEPS,
         "checkpoint_every_frames": 10**12, "epsilon_start": EPSILON, "epsilon_final": EPSILON,
+        "compile_update": compile_update,
     })
 
 
-def ours_fps(num_envs: int, frames: int, learning_starts: int) -> float:
+def ours_fps(num_envs: int, frames: int, learning_starts: int,
+             compile_update: bool = False) -> float:
     """Steady-state frames/s after the first WARMUP_STEPS agent steps (the log's fps column)."""
-    cfg = ours_config(num_envs, learning_starts, WARMUP_STEPS * 4 + frames)
+    cfg = ours_config(num_envs, learning_starts, WARMUP_STEPS * 4 + frames, compile_update)
     with tempfile.TemporaryDirectory() as tmp:
         train(cfg, tmp, torch.device("cpu"))
         fps = read_csv(Path(tmp) / "log.csv")["fps"][1:]
     return frames / sum(WARMUP_STEPS * 4 / f for f in fps)
 
 
-def ours_updates_per_s(num_envs: int, updates: int) -> float:
-    cfg = ours_config(num_envs, 0, 10**6)
+def ours_updates_per_s(num_envs: int, updates: int, compile_update: bool = False) -> float:
+    cfg = ours_config(num_envs, 0, 10**6, compile_update)
     envs = VectorEnv(cfg)
     net = build_network(cfg, envs.num_actions, envs.frame_shape)
     target = build_network(cfg, envs.num_actions, envs.frame_shape)
@@ -81,7 +84,8 @@ def ours_updates_per_s(num_envs: int, updates: int) -> float:
     envs.close()
     update = _make_update(net, target, optimizer, cfg, torch.device("cpu"))
     gen = torch.Generator().manual_seed(0)
-    update(replay.sample(32, gen))
+    for _ in range(3):  # warm-up (and compile)
+        update(replay.sample(32, gen))
     start = time.perf_counter()
     for _ in range(updates):
         update(replay.sample(32, gen))
@@ -130,17 +134,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both)")
     parser.add_argument("--out", default=str(ROOT / "results/qrdqn"))
+    parser.add_argument("--compile-update", action="store_true",
+                        help="also time ours with compile_update (torch.compile'd learner step)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("WDIST_NO_PROGRESS", "1")
     never = 10**9
+    variants = (False, True) if args.compile_update else (False,)
     rows = {
-        "acting frames/s": (lambda: ours_fps(args.num_envs, args.act_frames, never),
+        "acting frames/s": (lambda c: ours_fps(args.num_envs, args.act_frames, never, c),
                             lambda: sb3_fps(args.act_frames, never)),
-        "learner updates/s (batch 32)": (lambda: ours_updates_per_s(args.num_envs, args.updates),
-                                         lambda: sb3_updates_per_s(args.updates)),
+        "learner updates/s (batch 32)": (
+            lambda c: ours_updates_per_s(args.num_envs, args.updates, c),
+            lambda: sb3_updates_per_s(args.updates)),
         "end-to-end frames/s (1 update / 4 steps)": (
-            lambda: ours_fps(args.num_envs, args.e2e_frames, WARMUP_STEPS),
+            # learning (and a compile) starts inside our untimed warm-up, as sb3's does in its
+            lambda c: ours_fps(args.num_envs, args.e2e_frames, WARMUP_STEPS // 2, c),
             lambda: sb3_fps(args.e2e_frames, WARMUP_STEPS)),
     }
     import ale_py
@@ -155,20 +164,27 @@ def main() -> None:
                      "gymnasium": gymnasium.__version__, "sb3_contrib": sb3_contrib.__version__,
                      "stable_baselines3": stable_baselines3.__version__,
                      "python": sys.version.split()[0]},
-        "command": "python " + " ".join(sys.argv), "repeats": args.repeats,
+        "command": command_line(), "repeats": args.repeats,
     }
     results = {}
     for name, (ours, theirs) in rows.items():
-        a, b = [], []
-        for _ in range(args.repeats):  # interleaved, so a load change on the box hits both
-            a.append(ours())
-            b.append(theirs())
-        results[name] = {"ours": statistics.median(a), "sb3_contrib": statistics.median(b),
-                         "ours_runs": a, "sb3_contrib_runs": b,
-                         "ratio": statistics.median(a) / statistics.median(b)}
-        print(f"{name}: ours {results[name]['ours']:.1f}, sb3-contrib "
-              f"{results[name]['sb3_contrib']:.1f}, ratio {results[name]['ratio']:.2f}x",
-              flush=True)
+        if name == "acting frames/s" and args.compile_update:
+            runs_of = {False: [], "sb3": []}  # acting does not run the learner
+        else:
+            runs_of = {c: [] for c in variants} | {"sb3": []}
+        for _ in range(args.repeats):  # interleaved, so a load change on the box hits all
+            for key in runs_of:
+                runs_of[key].append(theirs() if key == "sb3" else ours(key))
+        b = runs_of["sb3"]
+        r = {"sb3_contrib": statistics.median(b), "sb3_contrib_runs": b}
+        for key, label in ((False, "ours"), (True, "ours_compiled")):
+            if key in runs_of:
+                r |= {label: statistics.median(runs_of[key]), f"{label}_runs": runs_of[key],
+                      f"ratio_{label}": statistics.median(runs_of[key]) / r["sb3_contrib"]}
+        r["ratio"] = r["ratio_ours"]
+        results[name] = r
+        print(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()
+                                       if not k.endswith("_runs")), flush=True)
         _write(Path(args.out), meta, results)  # after every row, so a cut run keeps its numbers
     print(f"wrote {Path(args.out) / 'benchmark.md'}")
 
@@ -179,18 +195,21 @@ def _write(out: Path, meta: dict, results: dict) -> None:
     (out / "benchmark.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     lines = [
         "# QR-DQN speed: ours vs sb3-contrib QRDQN (Pong, CPU)", "",
-        f"Machine: {meta['machine']} ({meta['cpu_count']} cores), torch threads "
-        f"{meta['torch_threads']}; ours {meta['our_num_envs']} envs (ale-py vector env), "
+        f"Machine: {meta['machine']}, {meta['cpu_count']} cores; "
+        f"ours {meta['our_num_envs']} envs (ale-py vector env), "
         "sb3-contrib 1 env (its Atari default). Medians of "
         f"{meta['repeats']} interleaved runs; load average at the end "
         f"{meta['load_average_1_5_15_min_at_end'][0]:.1f}. Versions: "
         + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()) + ".", "",
         f"Command: `{meta['command']}`", "",
-        "| measure | ours | sb3-contrib | ratio |", "|---|---:|---:|---:|",
+        "| measure | ours | ours, `compile_update` | sb3-contrib | ratio | ratio, compiled |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['ours']:.1f} | {r['sb3_contrib']:.1f} | "
-                     f"{r['ratio']:.2f}x |")
+        comp = (f"{r['ours_compiled']:.1f}", f"{r['ratio_ours_compiled']:.2f}x") \
+            if "ours_compiled" in r else ("–", "–")
+        lines.append(f"| {name} | {r['ours']:.1f} | {comp[0]} | {r['sb3_contrib']:.1f} | "
+                     f"{r['ratio']:.2f}x | {comp[1]} |")
     (out / "benchmark.md").write_text("\n".join(lines) + "\n")
 
 

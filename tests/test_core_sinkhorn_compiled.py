@@ -10,19 +10,8 @@ import wdist
 sk = importlib.import_module("wdist.sinkhorn")  # the module (wdist.sinkhorn is the function)
 
 
-def _inductor_compiles_on_cpu() -> bool:
-    """Whether inductor can build a C++ kernel here (it needs a working C++ compiler)."""
-    try:
-        torch.compile(lambda t: (t * 2).sum())(torch.ones(3))
-    except Exception:  # noqa: BLE001 - any compiler failure means: cannot test the fused path
-        return False
-    return True
-
-
 @pytest.fixture
-def compiled_on_cpu(monkeypatch):
-    if not _inductor_compiles_on_cpu():
-        pytest.skip("torch.compile (inductor) cannot compile C++ kernels on this machine")
+def compiled_on_cpu(monkeypatch, inductor_cpu):
     monkeypatch.setattr(sk, "_COMPILE_DEVICES", {"cpu"})
     monkeypatch.setattr(sk, "_fused", {})
     yield

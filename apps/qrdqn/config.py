@@ -52,6 +52,9 @@ class QRDQNConfig:
     save_replay: bool = False  # put the replay buffer in the checkpoint too (large)
     replay_on_device: bool = True  # keep the replay on the learner's GPU when there is one
     compile: bool = False  # torch.compile the network (measure first; see README)
+    # torch.compile the learner step (loss + backward, and the Adam step) with CUDA graphs on CUDA
+    # (mode reduce-overhead): for the launch-bound small-CNN update; CPU-tested only so far
+    compile_update: bool = False
     amp: bool = False  # bfloat16 autocast for the learner on CUDA
     torch_threads: int = 0  # intra-op CPU threads for torch (0 = torch's default)
 
