@@ -68,6 +68,7 @@ def main() -> int:
         print(f"n={n}: peak {peak:.0f} MB in {secs:.1f} s (dense costs would need "
               f"{dense_mb:,.0f} MB)", flush=True)
     info = machine_info(args.device)
+    info["torch_threads"] = 1  # what each probe process sets (PROBE above)
     lines = [
         f"# Online Sinkhorn memory against n ({args.device})", "",
         markdown_header(info), "",
