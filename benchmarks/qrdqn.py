@@ -19,6 +19,7 @@ opencv-python-headless`` (the ``bench`` extra).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -140,17 +141,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("WDIST_NO_PROGRESS", "1")
     never = 10**9
-    variants = (False, True) if args.compile_update else (False,)
-    rows = {
+    rows = {  # name: (ours(compile_update), sb3-contrib, whether it runs the learner)
         "acting frames/s": (lambda c: ours_fps(args.num_envs, args.act_frames, never, c),
-                            lambda: sb3_fps(args.act_frames, never)),
+                            lambda: sb3_fps(args.act_frames, never), False),
         "learner updates/s (batch 32)": (
             lambda c: ours_updates_per_s(args.num_envs, args.updates, c),
-            lambda: sb3_updates_per_s(args.updates)),
+            lambda: sb3_updates_per_s(args.updates), True),
         "end-to-end frames/s (1 update / 4 steps)": (
             # learning (and a compile) starts inside our untimed warm-up, as sb3's does in its
             lambda c: ours_fps(args.num_envs, args.e2e_frames, WARMUP_STEPS // 2, c),
-            lambda: sb3_fps(args.e2e_frames, WARMUP_STEPS)),
+            lambda: sb3_fps(args.e2e_frames, WARMUP_STEPS), True),
     }
     import ale_py
     import gymnasium
@@ -167,20 +167,18 @@ def main() -> None:
         "command": command_line(), "repeats": args.repeats,
     }
     results = {}
-    for name, (ours, theirs) in rows.items():
-        if name == "acting frames/s" and args.compile_update:
-            runs_of = {False: [], "sb3": []}  # acting does not run the learner
-        else:
-            runs_of = {c: [] for c in variants} | {"sb3": []}
+    for name, (ours, theirs, learns) in rows.items():
+        runners = {"ours": functools.partial(ours, False)}
+        if args.compile_update and learns:
+            runners["ours_compiled"] = functools.partial(ours, True)
+        runners["sb3_contrib"] = theirs
+        runs: dict[str, list[float]] = {key: [] for key in runners}
         for _ in range(args.repeats):  # interleaved, so a load change on the box hits all
-            for key in runs_of:
-                runs_of[key].append(theirs() if key == "sb3" else ours(key))
-        b = runs_of["sb3"]
-        r = {"sb3_contrib": statistics.median(b), "sb3_contrib_runs": b}
-        for key, label in ((False, "ours"), (True, "ours_compiled")):
-            if key in runs_of:
-                r |= {label: statistics.median(runs_of[key]), f"{label}_runs": runs_of[key],
-                      f"ratio_{label}": statistics.median(runs_of[key]) / r["sb3_contrib"]}
+            for key, run in runners.items():
+                runs[key].append(run())
+        r = {key: statistics.median(v) for key, v in runs.items()}
+        r |= {f"ratio_{key}": r[key] / r["sb3_contrib"] for key in runners if key != "sb3_contrib"}
+        r |= {f"{key}_runs": v for key, v in runs.items()}
         r["ratio"] = r["ratio_ours"]
         results[name] = r
         print(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()
