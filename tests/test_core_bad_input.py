@@ -41,6 +41,14 @@ CLEAR_ERRORS = (ValueError, TypeError)
         (lambda: wdist.emd(np.zeros((1, 1)), np.full((1, 1), 1e200), p=2), "overflows"),
         (lambda: wdist.sinkhorn(torch.zeros(1, 1), torch.full((1, 1), 1e30)),
          "overflows"),
+        (lambda: wdist.certified_w1(torch.nn.Linear(2, 1), torch.ones(3, 2),
+                                    torch.full((4, 2), float("nan"))), "fake contains NaN"),
+        (lambda: wdist.pair_penalty(torch.nn.Linear(2, 1), torch.ones(3, 2), torch.ones(4, 3)),
+         "same sample shape"),
+        (lambda: wdist.gradient_penalty(torch.nn.Linear(2, 1), np.ones((3, 2)), np.ones((3, 2))),
+         "torch tensors"),
+        (lambda: wdist.WassersteinCritic(torch.nn.Linear(2, 1)).step(
+            torch.full((3, 2), float("inf")), torch.ones(3, 2)), "real contains NaN or inf"),
     ],
 )
 def test_clear_errors(call, match):
@@ -87,7 +95,18 @@ FUNCS = {
     "sliced": lambda x, y, a: wdist.sliced_wasserstein(x, y, a=a, n_projections=4, seed=0),
     "one_d": lambda x, y, a: wdist.wasserstein_1d(x[:, 0], y[:, 0], u_weights=a),
     "frechet": lambda x, y, a: wdist.frechet_distance(x, y),
+    "certified_w1": lambda x, y, a: wdist.certified_w1(_linear_critic(x), _t(x), _t(y)),
+    "pair_penalty": lambda x, y, a: wdist.pair_penalty(_linear_critic(x), _t(x), _t(y)),
 }
+
+
+def _t(x):
+    return torch.as_tensor(x)
+
+
+def _linear_critic(x):
+    torch.manual_seed(0)
+    return torch.nn.Linear(x.shape[1], 1).double()
 
 
 @pytest.mark.parametrize("name", sorted(FUNCS))

@@ -12,6 +12,7 @@ from wdist.critic import (
     critic_loss,
     generator_loss,
     gradient_penalty,
+    pair_penalty,
     spectral_normalize,
 )
 from wdist.exact import emd, emd_from_cost
@@ -34,6 +35,7 @@ __all__ = [
     "gaussian_w2",
     "generator_loss",
     "gradient_penalty",
+    "pair_penalty",
     "quantile_function",
     "quantile_huber_loss",
     "quantile_midpoints",
