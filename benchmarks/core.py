@@ -117,10 +117,10 @@ def sinkhorn_methods(x: torch.Tensor, y: torch.Tensor, blur: float, keops: bool)
         from geomloss import SamplesLoss
     except ImportError:
         return methods
-    backend = "online" if keops else "tensorized"
-    loss = SamplesLoss("sinkhorn", p=2, blur=blur / math.sqrt(2), debias=False, scaling=0.9,
-                       backend=backend)
-    methods[f"GeomLoss ({backend})"] = (lambda: 2 * loss(x, y), "dual")
+    for backend in ("tensorized", "online") if keops else ("tensorized",):
+        loss = SamplesLoss("sinkhorn", p=2, blur=blur / math.sqrt(2), debias=False, scaling=0.9,
+                           backend=backend)
+        methods[f"GeomLoss ({backend})"] = (lambda loss=loss: 2 * loss(x, y), "dual")
     return methods
 
 
@@ -345,7 +345,7 @@ def markdown(info: dict, sk_rows: list[dict], d1_rows: list[dict], emd_rows: lis
         "inputs, POT numpy in float64; "
         "`debias=False`; rel. err = |value - converged reference| / reference (reference: "
         "wdist dense float64, tol 1e-6: OT_eps for wdist/GeomLoss, <P*, C> for POT). "
-        + ("" if keops else "GeomLoss runs its tensorized backend (KeOps not used). ")
+        + ("" if keops else "KeOps unavailable: GeomLoss runs its tensorized backend only. ")
         + ("Peak memory: torch.cuda.max_memory_allocated." if device == "cuda" else
            "Peak memory: max RSS increase of one solve in a fresh subprocess."),
         "",

@@ -6,10 +6,13 @@ import torch
 
 
 def sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``||x_i - y_j||^2`` for ``x [..., n, d]``, ``y [..., m, d]`` -> ``[..., n, m]`` (>= 0)."""
+    """``||x_i - y_j||^2`` for ``x [..., n, d]``, ``y [..., m, d]`` -> ``[..., n, m]`` (>= 0).
+
+    ``|x|^2 + |y|^2 - 2 x.y`` with one ``n × m`` allocation (the product), updated in place: a
+    fresh ``n × m`` temporary costs page faults comparable to the arithmetic."""
     xx = (x * x).sum(-1, keepdim=True)
     yy = (y * y).sum(-1).unsqueeze(-2)
-    return (xx + yy - 2 * x @ y.transpose(-1, -2)).clamp_min_(0)
+    return (x @ y.transpose(-1, -2)).mul_(-2).add_(xx).add_(yy).clamp_min_(0)
 
 
 def cost_matrix(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:

@@ -1,4 +1,4 @@
-r"""The Kantorovich–Rubinstein dual critic for W1 and its three Lipschitz constraints.
+r"""The Kantorovich–Rubinstein dual critic for W1 and its Lipschitz constraints.
 
 .. math::  W_1(P, Q) = \sup_{\|f\|_L \le 1} \mathbb{E}_{x \sim P} f(x) - \mathbb{E}_{y \sim Q} f(y)
 
@@ -155,11 +155,12 @@ def critic_loss(
     _check_pair(real, fake)
     if lipschitz not in LIPSCHITZ:
         raise ValueError(f"lipschitz must be one of {LIPSCHITZ}, got {lipschitz!r}")
+    if lipschitz == "pairs":
+        penalty, w1 = _pair_terms(critic, real, fake, lam)
+        return penalty - w1
     loss = _mean_output(critic, fake) - _mean_output(critic, real)
     if lipschitz == "gp":
         loss = loss + gradient_penalty(critic, real, fake, lam, one_sided)
-    elif lipschitz == "pairs":
-        loss = loss + pair_penalty(critic, real, fake, lam)
     return loss
 
 
