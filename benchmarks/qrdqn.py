@@ -11,6 +11,10 @@ ratio (one update per 4 agent steps), torch on CPU with the same thread count. T
 All frames/s are steady state: timing starts after 1,000 agent steps (setup, and the replay's
 warm-up: learning starts there).
 
+The learner's ceiling on this machine is printed with them: the FLOPs of one batch-32 update
+(torch's FlopCounterMode: convolutions and matrix products of the online forward + backward and
+the target forward) against the single-thread sgemm rate measured in the same process.
+
 Each is the median of ``--repeats`` runs; ratios are ours / sb3. Writes results/qrdqn/benchmark.md
 and .json with the machine, versions and command. Needs ``pip install sb3-contrib
 opencv-python-headless`` (the ``bench`` extra).
@@ -93,6 +97,30 @@ def ours_updates_per_s(num_envs: int, updates: int, compile_update: bool = False
     return updates / (time.perf_counter() - start)
 
 
+def learner_compute(num_actions: int = 6, batch: int = 32) -> dict[str, float]:
+    """GFLOP of one update of the Pong network and this thread's sgemm GFLOP/s (median of 9)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from apps.qrdqn.networks import QuantileNetwork
+
+    torch.manual_seed(0)
+    net, target = QuantileNetwork(num_actions, 200), QuantileNetwork(num_actions, 200)
+    obs = torch.randint(0, 256, (batch, 4, 84, 84), dtype=torch.uint8)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        net(obs).sum().backward()
+        with torch.no_grad():
+            target(obs)
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    times = []
+    for _ in range(10):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return {"gflop_per_update": counter.get_total_flops() / 1e9,
+            "sgemm_gflops": 2 * 1024**3 / statistics.median(times[1:]) / 1e9}
+
+
 def sb3_model(learning_starts: int):
     from sb3_contrib import QRDQN
     from stable_baselines3.common.env_util import make_atari_env
@@ -165,6 +193,7 @@ def main() -> None:
                      "stable_baselines3": stable_baselines3.__version__,
                      "python": sys.version.split()[0]},
         "command": command_line(), "repeats": args.repeats,
+        "learner_compute": learner_compute(),
     }
     results = {}
     for name, (ours, theirs, learns) in rows.items():
@@ -208,6 +237,18 @@ def _write(out: Path, meta: dict, results: dict) -> None:
             if "ours_compiled" in r else ("–", "–")
         lines.append(f"| {name} | {r['ours']:.1f} | {comp[0]} | {r['sb3_contrib']:.1f} | "
                      f"{r['ratio']:.2f}x | {comp[1]} |")
+    learner = results.get("learner updates/s (batch 32)")
+    if learner:
+        flop = meta["learner_compute"]["gflop_per_update"]
+        peak = meta["learner_compute"]["sgemm_gflops"]
+        labels = {"ours": "ours eager", "ours_compiled": "ours compiled",
+                  "sb3_contrib": "sb3-contrib"}
+        rates = ", ".join(f"{label} {learner[key] * flop:.0f} GFLOP/s"
+                          for key, label in labels.items() if key in learner)
+        lines += ["", f"Learner compute: one batch-32 update is {flop:.2f} GFLOP of convolutions "
+                  "and matrix products (torch FlopCounterMode: online forward + backward, target "
+                  f"forward); this thread's sgemm runs at {peak:.0f} GFLOP/s, a ceiling of "
+                  f"{peak / flop:.0f} updates/s for any learner here. Achieved: {rates}."]
     (out / "benchmark.md").write_text("\n".join(lines) + "\n")
 
 
