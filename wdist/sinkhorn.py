@@ -191,18 +191,25 @@ def _kernel_sinkhorn(
         return (k @ (w * lw.exp()).unsqueeze(-1)).squeeze(-1)
 
     def update(h0: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        if damping == 1:  # balanced: the f0 term vanishes
+            return -s.log()
         return (damping - 1) * h0 / eps - damping * s.log()
 
     for it in range(max_iter):
+        # the stopping test (a host sync) every _CHECK_EVERY iterations; the potentials' move
+        # is only computed for it, so the other iterations are the two mat-vecs and little else
+        check = it % _CHECK_EVERY == _CHECK_EVERY - 1 or it == max_iter - 1
         lu_new = update(f0, matvec(kern, b, lv))
         if sym:
             lu_new = 0.5 * (lu + lu_new)
-            moved, lu, lv = _max_move(lu_new, lu, a), lu_new, lu_new
+            moved = _max_move(lu_new, lu, a) if check else None
+            lu = lv = lu_new
         else:
             lv_new = update(g0, matvec(kern.transpose(-1, -2), a, lu_new))
-            moved = torch.maximum(_max_move(lu_new, lu, a), _max_move(lv_new, lv, b))
+            if check:
+                moved = torch.maximum(_max_move(lu_new, lu, a), _max_move(lv_new, lv, b))
             lu, lv = lu_new, lv_new
-        if it % _CHECK_EVERY == _CHECK_EVERY - 1 or it == max_iter - 1:
+        if check:
             big, moved = torch.stack([lu.abs().max(), lv.abs().max()]).max().item(), moved.item()
             if not math.isfinite(big) or big > -0.9 * gibbs.floor:
                 return None
