@@ -11,7 +11,6 @@ Writes ``results/core/memory_<device>.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from apps.runtime.machine import machine_info, markdown_header  # noqa: E402
+from apps.runtime.machine import machine_info, markdown_header, write_report  # noqa: E402
 
 PROBE = """
 import sys, time, torch
@@ -81,11 +80,8 @@ def main() -> int:
     ]
     lines += [f"| {r['n']:,} | {r['peak_mb']:.0f} | {r['seconds']:.1f} | "
               f"{r['dense_cost_mb']:,.0f} MB |" for r in rows]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"memory_{args.device}.md").write_text("\n".join(lines) + "\n")
-    (args.out / f"memory_{args.device}.json").write_text(
-        json.dumps({"machine": info, "rows": rows}, indent=2))
-    print(f"wrote {args.out}/memory_{args.device}.md")
+    md = write_report(args.out, f"memory_{args.device}", lines, {"machine": info, "rows": rows})
+    print(f"wrote {md}")
     return 0
 
 

@@ -15,7 +15,6 @@ Writes ``results/core/ops_<device>.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from core import BLUR, OURS, clouds, sinkhorn_methods  # noqa: E402
 
-from apps.runtime.machine import machine_info, markdown_header  # noqa: E402
+from apps.runtime.machine import machine_info, markdown_header, write_report  # noqa: E402
 
 # ATen events that move or relabel memory rather than compute
 _NO_LAUNCH = ("aten::view", "aten::as_strided", "aten::expand", "aten::unsqueeze",
@@ -76,11 +75,8 @@ def main() -> int:
              "|---|---|---|---|---|"]
     lines += [f"| {r['n']:,} | {r['d']} | {r['method']} | {r['ops']:,} | {r['syncs']:,} |"
               for r in rows]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"ops_{args.device}.md").write_text("\n".join(lines) + "\n")
-    (args.out / f"ops_{args.device}.json").write_text(
-        json.dumps({"meta": info, "rows": rows}, indent=1))
-    print(f"wrote {args.out / f'ops_{args.device}.md'}")
+    md = write_report(args.out, f"ops_{args.device}", lines, {"meta": info, "rows": rows})
+    print(f"wrote {md}")
     return 0
 
 

@@ -81,3 +81,16 @@ def describe(device: torch.device | str = "cpu") -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_model()} ({torch.get_num_threads()} torch threads)"
+
+
+def write_report(out_dir: str | Path, stem: str, lines: list[str], payload: dict) -> Path:
+    """``<out_dir>/<stem>.md`` (the markdown ``lines``) and ``<stem>.json`` (``payload``, with
+    the numbers behind the table); returns the markdown path."""
+    import json
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=1))
+    md = out_dir / f"{stem}.md"
+    md.write_text("\n".join(lines) + "\n")
+    return md
