@@ -202,7 +202,8 @@ def _kernel_sinkhorn(
         lu_new = update(f0, matvec(kern, b, lv))
         if sym:
             lu_new = 0.5 * (lu + lu_new)
-            moved = _max_move(lu_new, lu, a) if check else None
+            if check:
+                moved = _max_move(lu_new, lu, a)
             lu = lv = lu_new
         else:
             lv_new = update(g0, matvec(kern.transpose(-1, -2), a, lu_new))
