@@ -375,18 +375,29 @@ def markdown(info: dict, sk_rows: list[dict], d1_rows: list[dict], emd_rows: lis
     return "\n".join(out) + "\n"
 
 
-def keops_works(device: str) -> bool:
-    try:
-        import pykeops  # noqa: F401
-        from geomloss import SamplesLoss
+def keops_works(device: str, timeout: float = 600) -> bool:
+    """Whether GeomLoss's KeOps backend compiles and runs here, probed in a subprocess first.
 
-        loss = SamplesLoss("sinkhorn", backend="online")
-        for d in BLUR:  # also compiles KeOps' formulas for both dimensions
-            loss(torch.rand(50, d, device=device), torch.rand(40, d, device=device))
-        return True
-    except Exception as err:  # noqa: BLE001 - any KeOps build failure: use the tensorized backend
-        print(f"KeOps unavailable ({type(err).__name__}: {err}); GeomLoss tensorized", flush=True)
-        return False
+    KeOps builds its formulas with the local compiler on first use; on one GPU machine that build
+    segfaulted, which would kill this whole benchmark. The probe compiles the formulas for both
+    dimensions in a child process (they are cached on disk for this one) and reports its failure.
+    """
+    probe = ("import sys, torch; from geomloss import SamplesLoss; "
+             "loss = SamplesLoss('sinkhorn', backend='online'); "
+             f"[loss(torch.rand(50, d, device={device!r}), torch.rand(40, d, device={device!r})) "
+             f"for d in {sorted(BLUR)}]")
+    try:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                             timeout=timeout)
+    except subprocess.TimeoutExpired:
+        why = f"its probe took over {timeout:.0f} s"
+    else:
+        if out.returncode == 0:
+            return True
+        tail = (out.stderr.strip().splitlines() or [""])[-1]
+        why = f"its probe exited with {out.returncode}: {tail}"
+    print(f"KeOps unavailable ({why}); GeomLoss runs tensorized", flush=True)
+    return False
 
 
 def main() -> int:
