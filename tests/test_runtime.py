@@ -18,6 +18,8 @@ from apps.runtime import (
 )
 from apps.runtime.logging import read_csv
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @dataclasses.dataclass
 class Cfg:
@@ -47,6 +49,34 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(Cfg, tmp_path / "nope.yaml")
 
 
+@dataclasses.dataclass
+class Typed:
+    lr: float | None = None
+    sizes: list[int] = dataclasses.field(default_factory=lambda: [1])
+    betas: tuple[float, float] | None = None
+    data: str = "x"
+
+
+def test_config_types_checked_inside_optionals_and_lists(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("lr: 1e-4\nsizes: [2, 3]\nbetas: [0, 0.9]\n")  # YAML reads 1e-4 as a string
+    cfg = load_config(Typed, path)
+    assert cfg == Typed(lr=1e-4, sizes=[2, 3], betas=(0.0, 0.9))
+    assert isinstance(cfg.lr, float) and isinstance(cfg.betas[0], float)
+    assert load_config(Typed, None, {"lr": None}).lr is None
+    for text, match in [
+        ("lr: fast\n", "'lr': expected float, got 'fast'"),
+        ("sizes: [2, two]\n", r"'sizes\[1\]': expected int"),
+        ("betas: [0.5, 0.9, 0.99]\n", "'betas': expected 2 values"),
+        ("betas: [a, b]\n", r"'betas\[0\]': expected float"),
+        ("data: ~\n", "'data': a value is required"),
+        ("data: [8gaussians\n", "not valid YAML"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=match):
+            load_config(Typed, path)
+
+
 def test_checkpoint_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ck.pt"
     save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
@@ -72,6 +102,25 @@ def test_csv_logger_resume(tmp_path):
         with pytest.raises(KeyError, match="extra"):
             log.log({"step": 3, "extra": 1})
     assert read_csv(path) == {"step": [1.0, 2.0], "loss": [0.5, 0.25]}
+
+
+def test_csv_logger_resume_drops_torn_and_later_rows(tmp_path):
+    path = tmp_path / "log.csv"
+    with CSVLogger(path) as log:
+        for step in (0, 2, 4, 6):
+            log.log({"step": step, "time_s": step / 2, "note": ""})
+    with path.open("a") as fh:
+        fh.write("8,4.0")  # a crash mid-row
+    with CSVLogger(path, resume=True, upto=("step", 4)) as log:  # the checkpoint was at step 4
+        assert log.last == {"step": "4", "time_s": "2", "note": ""}
+        log.log({"step": 6, "time_s": 3.5})
+    assert read_csv(path) == {"step": [0.0, 2.0, 4.0, 6.0], "time_s": [0.0, 1.0, 2.0, 3.5]}
+    with pytest.raises(ValueError, match="no column 'frames'"):
+        CSVLogger(path, resume=True, upto=("frames", 0))
+    path.write_text("ste")  # only a torn header: start afresh
+    with CSVLogger(path, resume=True) as log:
+        log.log({"step": 1})
+    assert read_csv(path) == {"step": [1.0]}
 
 
 def test_device_resolution():
@@ -126,3 +175,20 @@ def test_command_line_reads_as_typed(monkeypatch):
     assert command_line() == "wdist demo --device cpu"
     monkeypatch.setattr("sys.argv", [str(_ROOT / "benchmarks" / "core.py"), "--quick"])
     assert command_line() == "python benchmarks/core.py --quick"
+
+
+@pytest.mark.parametrize("path", sorted(
+    str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml")))
+def test_every_shipped_config_loads(path):
+    from apps.qrdqn.config import QRDQNConfig
+    from apps.wdgrl.experiment import WDGRLConfig
+    from apps.wgan.config import WGANConfig
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from wmd import BenchConfig
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    app = Path(path).parent.name
+    cls = {"qrdqn": QRDQNConfig, "wdgrl": WDGRLConfig, "wgan": WGANConfig, "wmd": BenchConfig}[app]
+    assert isinstance(load_config(cls, ROOT / path), cls)

@@ -62,6 +62,10 @@ def test_resume_is_exact(tmp_path, method):
     full.fit()
     part = Trainer(_digits_cfg(tmp_path / "part", lipschitz=method, steps=3))
     part.fit()
+    log = tmp_path / "part" / "log.csv"
+    last = log.read_text().splitlines()[-1]
+    with log.open("a") as fh:  # a row the crashed run logged after its checkpoint, then a torn one
+        fh.write("5" + last[last.index(","):] + "\n" + last[:7])
     resumed = Trainer(_digits_cfg(tmp_path / "part", lipschitz=method))
     resumed.fit(resume=True)
     assert resumed.step == 6
@@ -70,7 +74,9 @@ def test_resume_is_exact(tmp_path, method):
     for a, b in zip(full.critic.module.state_dict().values(),
                     resumed.critic.module.state_dict().values()):
         assert torch.equal(a, b)
-    assert read_csv(tmp_path / "part" / "log.csv")["step"] == [0, 2, 3, 4, 6]  # 3: end of part 1
+    logged = read_csv(log)
+    assert logged["step"] == [0, 2, 3, 4, 6]  # 3: end of part 1; 5 was after its checkpoint
+    assert logged["time_s"] == sorted(logged["time_s"])  # time counts on across the resume
     with pytest.raises(ValueError, match="config differs in.*lipschitz"):
         other = "gp" if method != "gp" else "sn"
         Trainer(_digits_cfg(tmp_path / "part", lipschitz=other)).fit(resume=True)

@@ -141,7 +141,8 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
 
     policy = torch.compile(net) if cfg.compile else net
     update_fn = _make_update(net, target_net, optimizer, cfg, device)
-    logger = CSVLogger(out_dir / "log.csv", resume=resume)
+    logger = CSVLogger(out_dir / "log.csv", resume=resume,
+                       upto=("frames", counters["steps"] * envs.frames_per_step))
     fps_per_step = envs.frames_per_step
     total_steps = cfg.total_frames // fps_per_step
     ckpt_every_steps = max(1, cfg.checkpoint_every_frames // fps_per_step)

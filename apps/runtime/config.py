@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,15 +18,39 @@ class ConfigError(ValueError):
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    """``value`` as type ``hint`` (scalars, ``X | None``, ``list[X]``, ``tuple[X, ...]``), or a
+    :class:`ConfigError` naming the key. A string that reads as a number is accepted for a float:
+    PyYAML reads ``1e-4`` (no dot) as a string."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if value is None:
+            if len(options) < len(args):
+                return None
+        elif len(options) == 1:
+            return _coerce(name, value, options[0])
+        else:
+            return value
+    if value is None:
+        raise ConfigError(f"config key {name!r}: a value is required, got none")
+    if hint is float and not isinstance(value, bool):
+        if isinstance(value, int):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
     if hint in (int, float, str, bool) and not isinstance(value, hint):
         raise ConfigError(f"config key {name!r}: expected {hint.__name__}, got {value!r}")
-    if origin in (list, tuple) and not isinstance(value, (list, tuple)):
-        raise ConfigError(f"config key {name!r}: expected a list, got {value!r}")
     if origin in (list, tuple):
-        return origin(value)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {name!r}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
+            raise ConfigError(f"config key {name!r}: expected {len(args)} values, got {value!r}")
+        item = args[0] if args else Any
+        return origin(_coerce(f"{name}[{i}]", v, item) if item is not Any else v
+                      for i, v in enumerate(value))
     return value
 
 
@@ -45,8 +70,6 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         hint = hints[key]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             kwargs[key] = from_dict(hint, value, f"{source}.{key}")
-        elif value is None:
-            kwargs[key] = None
         else:
             kwargs[key] = _coerce(key, value, hint)
     return cls(**kwargs)
@@ -67,7 +90,10 @@ def load_config(
             raise FileNotFoundError(f"config file not found: {path}")
         source = str(path)
         with path.open() as fh:
-            data = yaml.safe_load(fh) or {}
+            try:
+                data = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as err:
+                raise ConfigError(f"{path}: not valid YAML: {err}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a YAML mapping at the top level")
     for key, value in (overrides or {}).items():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +13,26 @@ class CSVLogger:
     """Write dict rows to ``path``; the first row fixes the columns.
 
     ``resume=True`` appends to an existing file (checking its header) instead of overwriting it.
+    Resuming first drops a torn last row (a crash mid-write) and, with ``upto=(column, value)``,
+    the rows whose ``column`` exceeds ``value``: those logged after the checkpoint a run resumes
+    from, which it is about to log again. ``last`` is the last row kept (``{}`` when none).
     """
 
-    def __init__(self, path: str | Path, resume: bool = False) -> None:
+    def __init__(self, path: str | Path, resume: bool = False,
+                 upto: tuple[str, float] | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fields: list[str] | None = None
-        if resume and self.path.is_file() and self.path.stat().st_size > 0:
-            with self.path.open(newline="") as fh:
-                self.fields = next(csv.reader(fh))
+        self.last: dict[str, str] = {}
+        fields, rows = _kept_rows(self.path, upto) if resume and self.path.is_file() else ([], [])
+        if fields:
+            self.fields = fields
+            if rows:
+                self.last = dict(zip(self.fields, rows[-1], strict=False))
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with tmp.open("w", newline="") as fh:
+                csv.writer(fh).writerows([self.fields, *rows])
+            os.replace(tmp, self.path)
             self._fh = self.path.open("a", newline="")
         else:
             self._fh = self.path.open("w", newline="")
@@ -51,6 +64,22 @@ def _fmt(v: Any) -> Any:
     if isinstance(v, float):
         return f"{v:.6g}"
     return v
+
+
+def _kept_rows(path: Path, upto: tuple[str, float] | None) -> tuple[list[str], list[list[str]]]:
+    text = path.read_text()
+    if not text.endswith("\n"):  # a torn last row: drop it
+        text = text[: text.rfind("\n") + 1]
+    fields, *rows = list(csv.reader(io.StringIO(text, newline=""))) or [[]]
+    if not fields:
+        return [], []
+    if upto is not None:
+        column, value = upto
+        if column not in fields:
+            raise ValueError(f"{path}: no column {column!r} to resume at (header: {fields})")
+        at = fields.index(column)
+        rows = [r for r in rows if r[at] in ("", None) or float(r[at]) <= value]
+    return fields, rows
 
 
 def read_csv(path: str | Path) -> dict[str, list[float]]:

@@ -208,12 +208,15 @@ class Trainer:
                 )
             self.load_state_dict(load_checkpoint(self.checkpoint_path, self.device))
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
-        logger = CSVLogger(self.run_dir / "log.csv", resume=resume and self.step > 0)
+        logger = CSVLogger(self.run_dir / "log.csv", resume=resume and self.step > 0,
+                           upto=("step", self.step))
         if self.step == 0:
             logger.log({k: "" for k in LOG_COLUMNS} | {"step": 0, **self.evaluate()})
         bar = progress(range(self.step, cfg.steps), total=cfg.steps, initial=self.step,
                        desc=f"wgan {cfg.lipschitz} {Path(cfg.data).name}")
-        seen, elapsed, start = 0, 0.0, time.perf_counter()
+        # time_s counts on from the resumed run's last logged row
+        start = time.perf_counter() - float(logger.last.get("time_s") or 0.0)
+        seen, elapsed = 0, 0.0
         with logger:
             for _ in bar:
                 t0 = time.perf_counter()
