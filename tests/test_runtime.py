@@ -11,6 +11,7 @@ from apps.cli import build_parser, main
 from apps.runtime import (
     ConfigError,
     CSVLogger,
+    check_resumable,
     load_checkpoint,
     load_config,
     resolve_device,
@@ -164,6 +165,18 @@ def test_load_checkpoint_rejects_other_files(tmp_path):
     torch.save([1, 2], tmp_path / "list.pt")
     with pytest.raises(ValueError, match="holds a list"):
         load_checkpoint(tmp_path / "list.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other.pt is not a QR-DQN checkpoint \(no \['config'\]"):
+        load_checkpoint(tmp_path / "other.pt", require=("config", "weights"), kind="QR-DQN")
+
+
+def test_check_resumable_names_the_changed_keys():
+    cfg = Typed(lr=0.1, sizes=[1, 2], betas=(0.5, 0.9))
+    saved = dataclasses.asdict(cfg)
+    check_resumable(cfg, saved | {"betas": [0.5, 0.9]})  # a tuple saved as a list is the same
+    with pytest.raises(ValueError, match=r"differs in \['data', 'lr'\]"):
+        check_resumable(cfg, saved | {"lr": 0.2, "data": "y"})
+    check_resumable(cfg, saved | {"lr": 0.2, "data": "y"}, free=("lr", "data"))
 
 
 def test_command_line_reads_as_typed(monkeypatch):

@@ -32,15 +32,22 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (clear error if missing)."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
+                    require: tuple[str, ...] = (), kind: str = "wdist") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` (clear error if missing); a
+    ``ValueError`` names the file when it is not one, or lacks any of the keys in ``require``
+    (``kind`` names what it should have been, e.g. "QR-DQN")."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        raise ValueError(f"{path} is not a wdist checkpoint ({type(err).__name__}: {err})") from err
+        why = f"{type(err).__name__}: {err}"
+        raise ValueError(f"{path} is not a {kind} checkpoint ({why})") from err
     if not isinstance(state, dict):
-        raise ValueError(f"{path} is not a wdist checkpoint (holds a {type(state).__name__})")
+        raise ValueError(f"{path} is not a {kind} checkpoint (holds a {type(state).__name__})")
+    missing = [k for k in require if k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a {kind} checkpoint (no {missing} in it)")
     return state

@@ -102,6 +102,23 @@ def load_config(
     return from_dict(cls, data, source)
 
 
+def check_resumable(cfg: Any, saved: dict[str, Any], free: tuple[str, ...] = ()) -> None:
+    """Raise a ``ValueError`` naming the keys in which dataclass ``cfg`` differs from the ``saved``
+    config of the checkpoint a run resumes from; the keys in ``free`` may change (budgets,
+    output paths, logging periods)."""
+    mine = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in free}
+    diff = sorted(k for k in mine if _plain(mine[k]) != _plain(saved.get(k)))
+    if diff:
+        raise ValueError(
+            f"cannot resume: the checkpoint's config differs in {diff} "
+            f"(checkpoint: {[saved.get(k) for k in diff]}, now: {[mine[k] for k in diff]})"
+        )
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     """The dataclass as a plain dict (for logging next to results)."""
     return dataclasses.asdict(cfg)

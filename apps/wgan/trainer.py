@@ -23,7 +23,14 @@ import torch
 import yaml
 
 import wdist
-from apps.runtime import CSVLogger, load_checkpoint, progress, save_checkpoint, seed_everything
+from apps.runtime import (
+    CSVLogger,
+    check_resumable,
+    load_checkpoint,
+    progress,
+    save_checkpoint,
+    seed_everything,
+)
 from apps.wgan.config import WGANConfig
 from apps.wgan.data import load_images, sample_toy
 from apps.wgan.ema import EMA
@@ -172,12 +179,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        free = ("steps", "out_dir")
-        mine = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in free}
-        theirs = {k: v for k, v in state["config"].items() if k not in free}
-        diff = sorted(k for k in mine if mine[k] != theirs.get(k))
-        if diff:
-            raise ValueError(f"cannot resume: the checkpoint's config differs in {diff}")
+        check_resumable(self.cfg, state["config"], free=("steps", "out_dir"))
         self.step = state["step"]
         self.generator.load_state_dict(state["generator"])
         self.critic.load_state_dict(state["critic"])
@@ -206,7 +208,8 @@ class Trainer:
                     f"--resume: no checkpoint at {self.checkpoint_path} (run without --resume "
                     "to start a fresh run)"
                 )
-            self.load_state_dict(load_checkpoint(self.checkpoint_path, self.device))
+            self.load_state_dict(load_checkpoint(self.checkpoint_path, self.device,
+                                                 require=("config", "step"), kind="WGAN"))
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
         logger = CSVLogger(self.run_dir / "log.csv", resume=resume and self.step > 0,
                            upto=("step", self.step))
