@@ -72,7 +72,7 @@ def ours_fps(num_envs: int, frames: int, learning_starts: int,
 
 
 def ours_updates_per_s(num_envs: int, updates: int, compile_update: bool = False) -> float:
-    cfg = ours_config(num_envs, 0, 10**6, compile_update)
+    cfg = ours_config(num_envs, 2000, 10**6, compile_update)  # the replay is filled below
     envs = VectorEnv(cfg)
     net = build_network(cfg, envs.num_actions, envs.frame_shape)
     target = build_network(cfg, envs.num_actions, envs.frame_shape)

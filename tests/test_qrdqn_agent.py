@@ -63,6 +63,27 @@ def test_resume_continues_counters_log_and_optimizer(tmp_path):
     assert frames == sorted(frames) and frames[-1] == 1600
 
 
+def test_resume_refuses_a_changed_config_or_foreign_file(tmp_path):
+    train(_tiny(total_frames=800), tmp_path, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"config differs in \['lr'\]"):
+        train(_tiny(total_frames=1600, lr=0.5), tmp_path, torch.device("cpu"), resume=True)
+    torch.save({"weights": 1}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="not a QR-DQN checkpoint"):
+        train(_tiny(total_frames=1600), tmp_path, torch.device("cpu"), resume=True)
+    with pytest.raises(ValueError, match="not a QR-DQN checkpoint"):
+        load_agent(tmp_path / "checkpoint.pt", torch.device("cpu"))
+
+
+def test_resume_with_saved_replay_never_samples_across_the_restart(tmp_path):
+    cfg = _tiny(total_frames=800, save_replay=True)
+    train(cfg, tmp_path, torch.device("cpu"))
+    train(_tiny(total_frames=1000, save_replay=True), tmp_path, torch.device("cpu"), resume=True)
+    replay = load_checkpoint(tmp_path / "checkpoint.pt")["replay"]
+    restart = 800 // cfg.num_envs  # the row the resumed run's reset observations went to
+    assert replay["firsts"][restart].all()
+    assert not replay["valids"][restart - 1].any()  # the row before it is a final observation
+
+
 def test_resume_without_checkpoint_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoint"):
         train(_tiny(), tmp_path, torch.device("cpu"), resume=True)
@@ -77,6 +98,8 @@ def test_config_validation_names_the_key():
         QRDQNConfig(gamma=1.5)
     with pytest.raises(ValueError, match="torso"):
         QRDQNConfig(torso="resnet")
+    with pytest.raises(ValueError, match="'learning_starts' must be >= .* = 80"):
+        QRDQNConfig(num_envs=8, frame_stack=4, n_step=5, learning_starts=0)
 
 
 def test_atari_preprocessing_and_reward_clipping():
@@ -111,6 +134,12 @@ def test_cli_train_eval_plot(tmp_path, capsys):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 800 and summary["eval_episodes"] == 2
+    again = main(["qrdqn", "train", "--config", str(CARTPOLE), "--resume", "--seed", "0",
+                  "--set", "total_frames=1000", "--set", "learning_starts=400",
+                  "--set", "log_every_steps=400", "--set", "mlp_hidden=[64, 64]",
+                  "--out", str(out), "--device", "cpu"])
+    assert again == 0  # --set total_frames is not overwritten by the unset --total-frames flag
+    assert json.loads((out / "summary.json").read_text())["frames"] == 1000
     assert main(["qrdqn", "eval", "--checkpoint", str(out / "checkpoint.pt"), "--episodes", "3",
                  "--out", str(tmp_path / "e.csv"), "--device", "cpu"]) == 0
     with open(tmp_path / "e.csv", newline="") as fh:

@@ -18,7 +18,7 @@ def _record(env_id: str, steps: int, rows: int, num_envs: int = 3, max_frames: i
     Returns the replay, the env's stacked observations per (row, env) for the rows still stored,
     and the number of resets / life losses seen."""
     cfg = QRDQNConfig(env_id=env_id, num_envs=num_envs, max_episode_frames=max_frames,
-                      replay_capacity=rows * num_envs, learning_starts=1)
+                      replay_capacity=rows * num_envs, learning_starts=rows * num_envs)
     envs = VectorEnv(cfg)
     replay = ReplayBuffer(cfg.replay_capacity, num_envs, envs.frame_shape, torch.uint8,
                           stack=4, n_step=1, gamma=0.99)

@@ -26,9 +26,21 @@ from apps.qrdqn.config import QRDQNConfig
 from apps.qrdqn.envs import VectorEnv
 from apps.qrdqn.networks import QuantileNetwork, greedy_action
 from apps.qrdqn.replay import Batch, ReplayBuffer
-from apps.runtime import CSVLogger, load_checkpoint, progress, save_checkpoint, seed_everything
+from apps.runtime import (
+    CSVLogger,
+    check_resumable,
+    load_checkpoint,
+    progress,
+    save_checkpoint,
+    seed_everything,
+)
 from apps.runtime.config import to_dict
 
+CHECKPOINT_KEYS = ("config", "net", "target_net", "optimizer", "counters")
+# config keys a --resume may change: budgets, logging, and how (not what) the learner computes
+RESUME_FREE = ("total_frames", "log_every_steps", "checkpoint_every_frames", "save_replay",
+               "replay_on_device", "compile", "compile_update", "amp", "torch_threads",
+               "epsilon_eval")
 LOG_FIELDS = ("frames", "updates", "episodic_return", "episodic_length", "loss", "q_mean",
               "epsilon", "fps")
 
@@ -115,7 +127,9 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
     counters = {"steps": 0, "updates": 0, "episodes": 0}
 
     if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location=device)
+        state = load_checkpoint(ckpt_path, map_location=device, require=CHECKPOINT_KEYS,
+                                kind="QR-DQN")
+        check_resumable(cfg, state["config"], free=RESUME_FREE)
         net.load_state_dict(state["net"])
         target_net.load_state_dict(state["target_net"])
         optimizer.load_state_dict(state["optimizer"])
@@ -126,6 +140,7 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
         random.setstate(state["python_rng"])
         if state.get("replay") is not None:
             replay.load_state_dict(state["replay"])
+            replay.end_episodes()  # the envs restart below
     elif resume:
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt_path}")
 

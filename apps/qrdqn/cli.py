@@ -64,8 +64,9 @@ def _train(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = yaml.safe_load(value)
-    overrides.update(env_id=args.env_id, total_frames=args.total_frames,
-                     num_envs=args.num_envs, seed=args.seed)
+    flags = dict(env_id=args.env_id, total_frames=args.total_frames, num_envs=args.num_envs,
+                 seed=args.seed)
+    overrides.update({k: v for k, v in flags.items() if v is not None})  # flags given win
     summary = train_and_report(args.config, overrides, args.out, args.device, args.resume,
                                args.time_limit_min, args.eval_episodes)
     for key in ("frames", "updates", "episodes", "wall_s", "eval_mean_return"):

@@ -37,7 +37,9 @@ class QRDQNConfig:
     max_grad_norm: float = 0.0  # 0 = no clipping (the paper does not clip)
     # --- replay and schedule -------------------------------------------------------------------
     replay_capacity: int = 1_000_000  # transitions
-    learning_starts: int = 50_000  # transitions collected before the first update
+    # transitions collected before the first update (above replay_capacity: acting only, never
+    # learning, as benchmarks/qrdqn.py uses it to time acting)
+    learning_starts: int = 50_000
     update_period: int = 4  # agent steps per parameter update (replay ratio = batch/period)
     target_update_period: int = 10_000  # parameter updates between target-network copies
     epsilon_start: float = 1.0
@@ -86,8 +88,15 @@ class QRDQNConfig:
                 f"config key 'torso': Atari env {self.env_id!r} needs the 'nature' conv torso on "
                 f"84x84 frames, got {self.torso!r}"
             )
-        if self.replay_capacity < self.num_envs * (self.frame_stack + self.n_step + 1):
+        window = self.num_envs * (self.frame_stack + self.n_step + 1)  # the fewest to sample from
+        if self.replay_capacity < window:
             raise ValueError(
                 f"config key 'replay_capacity' ({self.replay_capacity}) is too small for "
                 f"{self.num_envs} envs"
+            )
+        if self.learning_starts < window:
+            raise ValueError(
+                f"config key 'learning_starts' must be >= num_envs * (frame_stack + n_step + 1) "
+                f"= {window} (the fewest transitions a batch can be sampled from), "
+                f"got {self.learning_starts}"
             )

@@ -111,7 +111,6 @@ class VectorEnv:
                 f"{self.env.single_action_space}"
             )
         self.num_actions = int(self.env.single_action_space.n)
-        self.stack = cfg.frame_stack
         self._lives: np.ndarray | None = None
         self._actions: np.ndarray | None = None
 

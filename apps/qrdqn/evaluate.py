@@ -19,7 +19,8 @@ def load_agent(checkpoint: str | Path, device: torch.device) -> tuple[QRDQNConfi
     """The config and the online network stored in a training checkpoint."""
     from apps.qrdqn.agent import build_network
 
-    state = load_checkpoint(checkpoint, map_location=device)
+    state = load_checkpoint(checkpoint, map_location=device,
+                            require=("config", "net", "num_actions", "obs_shape"), kind="QR-DQN")
     cfg = from_dict(QRDQNConfig, state["config"], f"{checkpoint} config")
     net = build_network(cfg, state["num_actions"], tuple(state["obs_shape"])).to(device)
     net.load_state_dict(state["net"])
@@ -46,7 +47,6 @@ def evaluate(
     envs = VectorEnv(cfg, num_envs=num_envs)
     rng = np.random.default_rng(seed)
     obs = envs.reset(seed=seed)
-    started = np.ones(num_envs, dtype=np.int64)  # episodes begun per env, so each counts once
     running = np.zeros(num_envs)
     returns: list[float] = []
     budget = episodes - num_envs  # episodes still to start after the first batch
@@ -66,7 +66,6 @@ def evaluate(
                 running[e] = 0.0
                 if budget > 0:
                     budget -= 1
-                    started[e] += 1
                 else:
                     active[e] = False
             obs = step.obs

@@ -135,6 +135,12 @@ class ReplayBuffer:
             next_obs=self.stacked(logical + steps, env),
         )
 
+    def end_episodes(self) -> None:
+        """Make the newest row every env's final observation: what followed it is unknown (the
+        envs restart when a run resumes), so no transition starts there or looks past it."""
+        if self.size:
+            self.valids[(self.pos - 1) % self.rows] = False
+
     def state_dict(self) -> dict:
         names = ("frames", "actions", "rewards", "dones", "firsts", "valids")
         state = {k: getattr(self, k).cpu() for k in names}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from apps.qrdqn.evaluate import evaluate, load_agent
 from apps.qrdqn.plot import plot_curves
 from apps.runtime import load_config, resolve_device
 from apps.runtime.config import to_dict
-from apps.runtime.machine import describe
+from apps.runtime.machine import command_line, describe
 
 
 def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: str | Path,
@@ -40,6 +39,6 @@ def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: 
         summary.update(eval_episodes=len(returns), eval_mean_return=float(np.mean(returns)),
                        eval_std_return=float(np.std(returns)), eval_epsilon=eval_cfg.epsilon_eval)
     summary.update(config=to_dict(cfg), device=str(device), machine=describe(device),
-                   torch=torch.__version__, command=" ".join(sys.argv))
+                   torch=torch.__version__, command=command_line())
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
