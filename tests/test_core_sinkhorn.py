@@ -1,3 +1,5 @@
+import warnings
+
 import ot
 import pytest
 import torch
@@ -11,6 +13,9 @@ def _clouds(rng, n=60, m=50, d=2):
     return x, y
 
 
+# The value is the subject: at blur 1e-3 the plan needs more than 2e4 iterations to reach tol
+# (the warning says so), the value is within 4e-4 of converged after 1,000.
+@pytest.mark.filterwarnings("ignore:sinkhorn did not reach tol")
 def test_converges_to_emd_as_blur_vanishes(rng):
     x, y = _clouds(rng, 200, 150)
     exact = wdist.emd(x, y, p=2).item()
@@ -40,6 +45,7 @@ def test_entropic_cost_matches_pot_log_domain(rng):
     assert ours.item() == pytest.approx(ref, rel=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:sinkhorn did not reach tol")  # blur 0.01: the sign matters
 def test_divergence_zero_on_identical_and_nonnegative(rng):
     x, y = _clouds(rng)
     assert wdist.sinkhorn(x, x.clone()).item() == pytest.approx(0.0, abs=1e-12)
@@ -63,16 +69,21 @@ def test_dense_and_online_agree(rng, p):
 
 @pytest.mark.parametrize("backend", ["dense", "online"])
 @pytest.mark.parametrize("debias", [True, False])
-def test_gradient_matches_finite_differences(rng, backend, debias):
+@pytest.mark.parametrize("reach", [None, 0.4])
+def test_gradient_matches_finite_differences(rng, backend, debias, reach):
+    # unbalanced: the value carries rho + eps/2, its gradients rho + eps (a plain product with
+    # rho + eps/2 is 0.6-0.8x too small in x; a path through the soft-mins makes a's 1.1-1.5x)
     x, y = _clouds(rng, 8, 6)
     x.requires_grad_(True)
     y.requires_grad_(True)
     a = torch.tensor(rng.random(8) + 0.5, requires_grad=True)
+    b = torch.tensor(rng.random(6) + 0.5, requires_grad=True)
 
-    def f(u, v, w):
-        return wdist.sinkhorn(u, v, a=w, blur=0.3, debias=debias, tol=1e-10, backend=backend)
+    def f(u, v, wa, wb):
+        return wdist.sinkhorn(u, v, a=wa, b=wb, blur=0.3, debias=debias, reach=reach, tol=1e-10,
+                              max_iter=10**4, backend=backend)
 
-    assert torch.autograd.gradcheck(f, (x, y, a), atol=1e-6, rtol=1e-4)
+    assert torch.autograd.gradcheck(f, (x, y, a, b), atol=1e-6, rtol=1e-4)
 
 
 def test_batched_masks_equal_unpadded(rng):
@@ -93,9 +104,21 @@ def test_batched_masks_equal_unpadded(rng):
 
 def test_stable_at_tiny_blur_float32(rng):
     x, y = _clouds(rng, 100, 100)
-    val = wdist.sinkhorn(x.float(), y.float(), blur=1e-3)
+    val = wdist.sinkhorn(x.float(), y.float(), blur=1e-3, max_iter=20_000)
     exact = wdist.emd(x, y, p=2).item()
     assert torch.isfinite(val) and val.item() == pytest.approx(exact, rel=0.02)
+
+
+@pytest.mark.parametrize("backend", ["dense", "online"])
+def test_warns_when_max_iter_stops_it_before_tol(rng, backend):
+    x, y = _clouds(rng, 40, 30)
+    with pytest.warns(RuntimeWarning, match="did not reach tol=0.001 within max_iter=3") as rec:
+        wdist.sinkhorn(x, y, blur=0.01, max_iter=3, backend=backend)
+    assert rec[0].filename == __file__  # it points at the caller's line, not into wdist
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wdist.sinkhorn(x, y, blur=0.01, max_iter=3, tol=None, backend=backend)  # no test asked
+        wdist.sinkhorn(x, y, blur=0.3, backend=backend)  # converged
 
 
 def test_plan_and_potentials(rng):
@@ -173,3 +196,26 @@ def test_dense_falls_back_to_log_domain_when_kernel_underflows(rng, dtype):
     assert torch.isfinite(dense)
     assert dense.item() == pytest.approx(online.item(), rel=1e-5)
     assert dense.item() == pytest.approx(exact, rel=0.01)
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e4])
+def test_float32_far_from_the_origin(rng, offset):
+    """|x|^2 + |y|^2 - 2 x.y at 1e3 in float32 cancelled every digit (emd 0.001 for 0.057, a
+    negative Sinkhorn value with autograd, an inf plan): the costs now come from centred points.
+    Reference: POT's emd2 and our float64 solve on the same float32 points moved to the origin."""
+    x = torch.tensor(rng.random((150, 3)), dtype=torch.float32) + offset
+    y = torch.tensor(rng.random((120, 3)), dtype=torch.float32) + offset + 0.1
+    x64, y64 = x.double() - offset, y.double() - offset  # exact: the same points, moved
+    ref_emd = ot.emd2(ot.unif(150), ot.unif(120), ot.dist(x64.numpy(), y64.numpy()))
+    assert wdist.emd(x, y, p=2).item() == pytest.approx(ref_emd, rel=1e-4)
+    for debias in (False, True):
+        ref = wdist.sinkhorn(x64.requires_grad_(), y64, blur=0.05, debias=debias)
+        (ref_grad,) = torch.autograd.grad(ref, x64)
+        for backend in ("dense", "online"):
+            xg = x.clone().requires_grad_()
+            val = wdist.sinkhorn(xg, y, blur=0.05, debias=debias, backend=backend)
+            (grad,) = torch.autograd.grad(val, xg)
+            assert val.item() == pytest.approx(ref.item(), rel=1e-3)
+            assert (grad.double() - ref_grad).abs().max() < 1e-3 * ref_grad.abs().max()
+    _, plan = wdist.sinkhorn(x, y, blur=0.05, debias=False, return_plan=True)
+    assert torch.isfinite(plan).all() and plan.sum().item() == pytest.approx(1.0, rel=1e-3)

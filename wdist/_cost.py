@@ -9,7 +9,11 @@ def sq_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``||x_i - y_j||^2`` for ``x [..., n, d]``, ``y [..., m, d]`` -> ``[..., n, m]`` (>= 0).
 
     ``|x|^2 + |y|^2 - 2 x.y`` with one ``n × m`` allocation (the product), updated in place: a
-    fresh ``n × m`` temporary costs page faults comparable to the arithmetic."""
+    fresh ``n × m`` temporary costs page faults comparable to the arithmetic. The points are
+    first centred on their joint mean (no gradient through it: the distances do not depend on
+    it), since the expansion cancels catastrophically far from the origin."""
+    centre = torch.cat([x, y], -2).mean(-2, keepdim=True).detach()
+    x, y = x - centre, y - centre
     xx = (x * x).sum(-1, keepdim=True)
     yy = (y * y).sum(-1).unsqueeze(-2)
     return (x @ y.transpose(-1, -2)).mul_(-2).add_(xx).add_(yy).clamp_min_(0)

@@ -25,6 +25,9 @@ step at the final ε carries the gradient to ``x``, ``y``, ``a`` and ``b``.
 from __future__ import annotations
 
 import math
+import numbers
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +45,8 @@ from wdist._checks import (
     point_spread,
 )
 from wdist._cost import cost_matrix
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 Softmin = Callable[[float, torch.Tensor], torch.Tensor]
 
@@ -90,7 +95,7 @@ class _Gibbs:
 
     For ``p = 2`` the exponent is one batched matrix product of augmented points,
     :math:`[2 x_i, f_i - |x_i|^2, 1] \cdot [y_j, 1, g_j - |y_j|^2] / \varepsilon`, on points
-    centred at their common mean (fewer cancelled digits), and ``C`` is never stored; for other
+    centred by ``sinkhorn`` (fewer cancelled digits), and ``C`` is never stored; for other
     ``p`` it is computed from a stored ``C`` in three in-place passes. Exponents below
     ``floor = log(tiny) + 1`` (about -86 in float32) are raised to it before the ``exp``: entries
     that would be subnormal or zero become ``e^floor`` (1e-38 in float32, so no row sum moves by
@@ -102,13 +107,11 @@ class _Gibbs:
         self.p, self.buf = p, buf
         self.floor = math.log(torch.finfo(buf.dtype).tiny) + 1
         self._neg_cost = False  # the buffer holds -C (left there by cost_max)
+        self.x, self.y = x, y  # centred by the caller
         if p == 2:
-            centre = torch.cat([x, y], -2).mean(-2, keepdim=True)
-            self.x, self.y = x - centre, y - centre
-            self.xx, self.yy = (self.x**2).sum(-1), (self.y**2).sum(-1)
+            self.xx, self.yy = (x**2).sum(-1), (y**2).sum(-1)
             self._cost: torch.Tensor | None = None
         else:
-            self.x, self.y = x, y
             self._cost = cost_matrix(x, y, p)
 
     def cost(self) -> torch.Tensor:
@@ -216,6 +219,8 @@ def _kernel_sinkhorn(
                 return None
             if moved < tol:
                 break
+            if it == max_iter - 1 and tol > 0:
+                _warn_not_converged(moved, tol, max_iter)
             if big > _ABSORB and it < max_iter - 1:  # before exp(lu) over- or underflows
                 f0 = f0 + eps * lu
                 g0 = f0 if sym else g0 + eps * lv
@@ -230,6 +235,25 @@ def _kernel_sinkhorn(
             return None
     f = f0 + eps * lu
     return f, (f if sym else g0 + eps * lv)
+
+
+def _warn_not_converged(moved: float, tol: float, max_iter: int) -> None:
+    warnings.warn(
+        f"sinkhorn did not reach tol={tol:g} within max_iter={max_iter} iterations at the final "
+        f"blur (the potentials still moved by {moved:.2g} * eps in the last one; the test asks "
+        f"for {tol:g} * eps): the plan's marginals and the value are less accurate than tol "
+        "says. Raise max_iter, or use a larger blur or tol.",
+        RuntimeWarning,
+        stacklevel=_caller_level(),
+    )
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside wdist: warnings point at the user's call."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _log_sinkhorn(
@@ -278,8 +302,11 @@ def _log_sinkhorn(
             f = k * sm_xy(eps, b_log + g / eps)
             g = k * sm_yx(eps, a_log + f / eps)
             moved = torch.maximum(_max_move(f, f_old, a), _max_move(g, g_old, b))
-        if it % _CHECK_EVERY == 0 and float(moved) < tol * eps:
+        if (it % _CHECK_EVERY == 0 or it == max_iter - 1) and float(moved) < tol * eps:
             break
+    else:
+        if tol is not None and max_iter > 0:
+            _warn_not_converged(float(moved) / eps, tol, max_iter)
     return _extrapolate(sm_xy, sm_yx, a, b, f, g, eps, k) if extrapolate else (f, g)
 
 
@@ -422,7 +449,7 @@ def _disable_fused(err: Exception) -> None:
         f"torch.compile of the online soft-min failed ({type(err).__name__}: {err}); "
         "using the eager implementation",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=_caller_level(),
     )
 
 
@@ -507,6 +534,23 @@ class _OnlineSoftmin(torch.autograd.Function):
         return gx, gy, gh, None, None, None
 
 
+class _UnbalancedWeight(torch.autograd.Function):
+    r"""``(rho + eps/2) t`` forward, ``(rho + eps) * grad`` backward. The unbalanced dual value is
+    :math:`(\rho + \varepsilon/2)(\langle a, 1 - e^{-f/\rho}\rangle + \langle b, 1 -
+    e^{-g/\rho}\rangle)` at the optimum, but its derivatives (envelope theorem on the dual
+    objective, where the plan's mass term is eliminated) carry :math:`\rho + \varepsilon`
+    (Séjourné et al. 2019; GeomLoss's ``UnbalancedWeight``)."""
+
+    @staticmethod
+    def forward(ctx, t, rho: float, eps: float):
+        ctx.scale = rho + eps
+        return (rho + eps / 2) * t
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.scale * grad, None, None
+
+
 def _max_move(new: torch.Tensor, old: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Largest change of a potential over the points that carry mass."""
     return torch.where(w > 0, (new - old).abs(), 0).max()
@@ -578,8 +622,8 @@ def sinkhorn(
             for uniform weights). The returned dual value is typically much closer than ``tol``: its
             error is second order in the potentials' error. None stops right after the schedule
             (GeomLoss's behaviour: fast, accurate value, less accurate plan).
-        max_iter: cap on those extra iterations (default 1000 for the dense strategy, where one
-            is two mat-vecs, and 100 for the online one, where one is two log-sum-exps).
+        max_iter: cap on those extra iterations (default 1000); reaching it before ``tol``
+            gives a ``RuntimeWarning``, never a silent stop.
         backend: ``"dense"``, ``"online"`` (O(n + m) memory) or ``"auto"``: dense when what it
             holds fits in ``2^28`` elements (1 GB in float32): without autograd one ``n x m``
             buffer for the largest problem (twice that for ``p != 2``), with autograd the costs
@@ -597,6 +641,16 @@ def sinkhorn(
     check_positive(reach, "reach", allow_none=True)
     if not isinstance(scaling, (int, float)) or not 0 < scaling < 1:
         raise ValueError(f"scaling must be in (0, 1), got {scaling!r}")
+    check_positive(tol, "tol", allow_none=True)
+    check_positive(diameter, "diameter", allow_none=True)
+    if max_iter is not None and (
+        isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1
+    ):
+        raise ValueError(f"max_iter must be a positive int or None, got {max_iter!r}")
+    for flag, name in ((debias, "debias"), (return_plan, "return_plan"),
+                       (return_potentials, "return_potentials")):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     if backend not in ("auto", "dense", "online"):
         raise ValueError(f"backend must be 'auto', 'dense' or 'online', got {backend!r}")
     x = as_tensor(x, "x")
@@ -630,13 +684,18 @@ def sinkhorn(
         limit = 2**28  # 1 GB in float32
         backend = "dense" if elems <= limit else "online"
     if max_iter is None:
-        max_iter = 1000 if backend == "dense" else 100
+        max_iter = 1000
     if return_plan and backend == "online":
         raise ValueError(
             "return_plan needs backend='dense'; the online backend never stores the "
             "n x m plan (use return_potentials=True instead)"
         )
 
+    # Costs depend on differences only: centre both clouds on their weighted mean (a constant,
+    # so no gradient through it), else |x|^2 + |y|^2 - 2 x.y and the gradients' x sum(k) - k y
+    # lose every digit for points far from the origin (float32 at 1e3: the value's sign).
+    centre = 0.5 * ((a.unsqueeze(-1) * x).sum(-2) + (b.unsqueeze(-1) * y).sum(-2)).detach()
+    x, y = x - centre.unsqueeze(-2), y - centre.unsqueeze(-2)
     spread = point_spread(x, y)
     check_cost_range(spread, p, x.dtype)
     rho = None if reach is None else reach**p
@@ -699,7 +758,9 @@ def sinkhorn(
                 sm_vu = None if sym else _dense_softmin(cost_matrix(v, u.detach(), p))
             else:
                 sm_uv, sm_vu = softmins[i]
-            solved[i] = _extrapolate(sm_uv, sm_vu, wu, wv, *solved[i], eps, k)
+            # the weights' gradient is the envelope theorem's direct term (below), not a path
+            # through the soft-mins: those see detached weights
+            solved[i] = _extrapolate(sm_uv, sm_vu, wu.detach(), wv.detach(), *solved[i], eps, k)
     (f_ba, g_ab), *sym_solved = solved
     if debias:
         f_aa, g_bb = sym_solved[0][0], sym_solved[1][0]
@@ -712,14 +773,17 @@ def sinkhorn(
         if debias:
             cost = cost - dot(a, f_aa) - dot(b, g_bb)
     else:
-        weight = rho + eps / 2
+        # value (rho + eps/2) * (...), gradient (rho + eps) * (...): GeomLoss's UnbalancedWeight
+        def weight(t: torch.Tensor) -> torch.Tensor:
+            return _UnbalancedWeight.apply(t, rho, eps)
+
         if debias:
-            cost = weight * (
+            cost = weight(
                 dot(a, torch.exp(-f_aa / rho) - torch.exp(-f_ba / rho))
                 + dot(b, torch.exp(-g_bb / rho) - torch.exp(-g_ab / rho))
             )
         else:
-            cost = weight * (
+            cost = weight(
                 dot(a, 1 - torch.exp(-f_ba / rho)) + dot(b, 1 - torch.exp(-g_ab / rho))
             )
     if debias:
