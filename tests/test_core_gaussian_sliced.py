@@ -69,3 +69,58 @@ def test_max_sliced_bounds(rng):
     assert ms == pytest.approx(9.0, rel=1e-3)
     assert sw == pytest.approx(4.5, rel=0.05)
     assert sw <= ms <= wdist.emd(x, y, p=2).item() + 1e-9
+
+
+# --- sliced with weights; max-sliced under no_grad / inference_mode -------------------------
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_sliced_weighted_matches_pot_with_same_projections(rng, p):
+    x, y = rng.normal(size=(50, 3)), rng.normal(1.0, 1.5, size=(40, 3))
+    a, b = rng.random(50) + 0.1, rng.random(40) + 0.1
+    ours = wdist.sliced_wasserstein(x, y, a=a, b=b, p=p, n_projections=32, seed=5)
+    theta = wdist.sliced._directions(3, 32, torch.tensor(x), 5).numpy()
+    # POT returns SW_p, the p-th root of the mean, and wants normalised weights
+    ref = ot.sliced_wasserstein_distance(x, y, a / a.sum(), b / b.sum(), p=p,
+                                         projections=theta) ** p
+    assert ours.item() == pytest.approx(ref, rel=1e-9)
+    # the weights matter: uniform weights give another value
+    assert abs(wdist.sliced_wasserstein(x, y, p=p, n_projections=32, seed=5).item() - ref) > 1e-3
+
+
+def test_max_sliced_weighted_translation_closed_form(rng):
+    # y = x + 3 e1 with the same weights on both: max-sliced W2^2 = 9 (at theta = e1)
+    x = torch.tensor(rng.normal(size=(60, 2)))
+    a = torch.tensor(rng.random(60) + 0.1)
+    y = x + torch.tensor([3.0, 0.0], dtype=torch.float64)
+    ms = wdist.sliced_wasserstein(x, y, a=a, b=a, p=2, max_sliced=True, seed=0)
+    assert ms.item() == pytest.approx(9.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_max_sliced_under_no_grad_and_inference_mode(rng, context):
+    x = torch.tensor(rng.normal(size=(80, 2)))
+    y = x + torch.tensor([3.0, 0.0], dtype=torch.float64)
+    outside = wdist.sliced_wasserstein(x, y, p=2, max_sliced=True, seed=0)
+    with context():
+        inside = wdist.sliced_wasserstein(x.clone(), y.clone(), p=2, max_sliced=True, seed=0)
+    assert inside.item() == pytest.approx(outside.item(), rel=1e-12)
+    assert inside.item() == pytest.approx(9.0, rel=1e-3)  # the translation's closed form
+
+
+def test_sliced_argument_types(rng):
+    x, y = rng.normal(size=(5, 2)), rng.normal(size=(4, 2))
+    with pytest.raises(TypeError, match="seed"):
+        wdist.sliced_wasserstein(x, y, seed="a")
+    with pytest.raises(TypeError, match="seed"):
+        wdist.sliced_wasserstein(x, y, seed=1.5)
+    with pytest.raises(TypeError, match="n_projections"):
+        wdist.sliced_wasserstein(x, y, n_projections=2.0)
+    with pytest.raises(ValueError, match="max_iter"):
+        wdist.sliced_wasserstein(x, y, max_sliced=True, max_iter=-1)
+    # numpy integers are integers
+    v = wdist.sliced_wasserstein(x, y, n_projections=np.int64(8), seed=np.int64(2), p=np.int64(2))
+    theta = wdist.sliced._directions(2, 8, torch.tensor(x), 2).numpy()
+    ref = ot.sliced_wasserstein_distance(x, y, p=2, projections=theta) ** 2
+    assert v.item() == pytest.approx(ref, rel=1e-9)
+
