@@ -124,3 +124,45 @@ def test_sliced_argument_types(rng):
     ref = ot.sliced_wasserstein_distance(x, y, p=2, projections=theta) ** 2
     assert v.item() == pytest.approx(ref, rel=1e-9)
 
+
+# --- gaussian_w2 rejects covariances that are not PSD ----------------------------------------
+
+
+@pytest.mark.parametrize("bad", [-np.eye(2), np.array([[1.0, 2.0], [2.0, 1.0]])])
+@pytest.mark.parametrize("which", ["cov1", "cov2"])
+def test_gaussian_w2_rejects_non_psd(bad, which):
+    assert np.linalg.eigvalsh(bad).min() < 0  # the reference: indefinite / negative definite
+    covs = {"cov1": np.eye(2), "cov2": np.eye(2), which: bad}
+    with pytest.raises(ValueError, match=f"{which} must be positive semi-definite"):
+        wdist.gaussian_w2(np.zeros(2), covs["cov1"], np.zeros(2), covs["cov2"])
+    batched = np.stack([np.eye(2), bad])  # one bad matrix in a batch
+    covs = {"cov1": np.stack([np.eye(2)] * 2), "cov2": np.stack([np.eye(2)] * 2), which: batched}
+    with pytest.raises(ValueError, match=which):
+        wdist.gaussian_w2(np.zeros((2, 2)), covs["cov1"], np.zeros((2, 2)), covs["cov2"])
+
+
+def test_gaussian_w2_psd_check_can_be_switched_off():
+    wdist.set_validation(False)
+    try:
+        out = wdist.gaussian_w2(np.zeros(2), -np.eye(2), np.zeros(2), np.eye(2))
+        assert torch.isfinite(out)  # unchecked: the caller opted out
+    finally:
+        wdist.set_validation(True)
+
+
+def test_gaussian_w2_accepts_singular_float32_sample_covariance():
+    # 10 points in 64-D: rank 9, float32 round-off gives slightly negative eigenvalues
+    g = torch.Generator().manual_seed(0)
+    f1 = torch.randn(10, 64, generator=g) * 3 + 5
+    f2 = torch.randn(12, 64, generator=g) * 0.5 - 1
+    c1, c2 = torch.cov(f1.T), torch.cov(f2.T)
+    assert torch.linalg.eigvalsh(c1).min() < 0 or torch.linalg.eigvalsh(c2).min() < 0
+    ours = wdist.gaussian_w2(f1.mean(0), c1, f2.mean(0), c2)
+    # float64 reference (numpy covariances, scipy's sqrtm), as in the FID test above
+    g1, g2 = f1.double().numpy(), f2.double().numpy()
+    s1, s2 = np.cov(g1, rowvar=False), np.cov(g2, rowvar=False)
+    ref = (((g1.mean(0) - g2.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2)
+           - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2).real))
+    assert ours.item() == pytest.approx(float(ref), rel=1e-3)
+    # frechet_distance (no PSD check: torch.cov is PSD by construction) agrees
+    assert wdist.frechet_distance(f1, f2).item() == pytest.approx(float(ref), rel=1e-3)
