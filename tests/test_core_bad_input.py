@@ -41,6 +41,11 @@ CLEAR_ERRORS = (ValueError, TypeError)
         (lambda: wdist.emd(np.zeros((1, 1)), np.full((1, 1), 1e200), p=2), "overflows"),
         (lambda: wdist.sinkhorn(torch.zeros(1, 1), torch.full((1, 1), 1e30)),
          "overflows"),
+        # (1e200)^2 = 1e400 is beyond float64: an error, never inf (or NaN = 0 * inf with weights)
+        (lambda: wdist.wasserstein_1d([0.0], [1e200], [1.0], [1.0], p=2), "overflows"),
+        (lambda: wdist.sliced_wasserstein(np.zeros((1, 1)), np.full((1, 1), 1e200), a=[1.0]),
+         "overflows"),
+        (lambda: wdist.sliced_wasserstein(np.zeros((1, 1)), np.full((1, 1), 1e200)), "overflows"),
         (lambda: wdist.certified_w1(torch.nn.Linear(2, 1), torch.ones(3, 2),
                                     torch.full((4, 2), float("nan"))), "fake contains NaN"),
         (lambda: wdist.pair_penalty(torch.nn.Linear(2, 1), torch.ones(3, 2), torch.ones(4, 3)),
@@ -79,13 +84,29 @@ def clouds(elements):
     )
 
 
-def _finite_or_clear_error(fn):
-    try:
+def _finite_or_clear_error(fn, valid=False):
+    """Invalid inputs may raise a clear error; valid ones must give a finite number (an error
+    there is a defect: weighted sliced_wasserstein once raised for every input)."""
+    if valid:
         out = fn()
-    except CLEAR_ERRORS:
-        return
+    else:
+        try:
+            out = fn()
+        except CLEAR_ERRORS:
+            return
     out = out[0] if isinstance(out, tuple) else out
     assert torch.isfinite(out).all()
+
+
+def _valid(name, x, y, a):
+    """Inputs every function must accept: finite points, and (where used) weights that are
+    finite, non-negative with positive mass; the Fréchet distance needs 2 samples per side."""
+    ok = bool(np.isfinite(x).all() and np.isfinite(y).all())
+    if name in WEIGHTED:
+        ok = ok and bool(np.isfinite(a).all() and (a >= 0).all() and a.sum() > 0)
+    if name == "frechet":
+        ok = ok and len(x) >= 2 and len(y) >= 2
+    return ok
 
 
 FUNCS = {
@@ -93,11 +114,16 @@ FUNCS = {
     "sinkhorn": lambda x, y, a: wdist.sinkhorn(x, y, a=a, blur=0.5),
     "sinkhorn_online": lambda x, y, a: wdist.sinkhorn(x, y, a=a, blur=0.5, backend="online"),
     "sliced": lambda x, y, a: wdist.sliced_wasserstein(x, y, a=a, n_projections=4, seed=0),
+    "max_sliced": lambda x, y, a: wdist.sliced_wasserstein(x, y, a=a, n_projections=4, seed=0,
+                                                           max_sliced=True, max_iter=3),
     "one_d": lambda x, y, a: wdist.wasserstein_1d(x[:, 0], y[:, 0], u_weights=a),
     "frechet": lambda x, y, a: wdist.frechet_distance(x, y),
     "certified_w1": lambda x, y, a: wdist.certified_w1(_linear_critic(x), _t(x), _t(y)),
     "pair_penalty": lambda x, y, a: wdist.pair_penalty(_linear_critic(x), _t(x), _t(y)),
 }
+
+
+WEIGHTED = {"emd", "sinkhorn", "sinkhorn_online", "sliced", "max_sliced", "one_d"}
 
 
 def _t(x):
@@ -114,7 +140,27 @@ def _linear_critic(x):
 @given(data=clouds(finite))
 def test_property_finite_inputs(name, data):
     x, y, a = data
-    _finite_or_clear_error(lambda: FUNCS[name](x, y, a))
+    _finite_or_clear_error(lambda: FUNCS[name](x, y, a), valid=_valid(name, x, y, a))
+
+
+def valid_clouds():
+    """Finite points and positive weights: always valid."""
+    return st.tuples(st.integers(2, 6), st.integers(2, 6), st.integers(1, 3)).flatmap(
+        lambda s: st.tuples(
+            arrays(np.float64, (s[0], s[2]), elements=finite),
+            arrays(np.float64, (s[1], s[2]), elements=finite),
+            arrays(np.float64, (s[0],), elements=st.floats(1e-3, 2, width=64)),
+        )
+    )
+
+
+@pytest.mark.parametrize("name", sorted(FUNCS))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=valid_clouds())
+def test_property_valid_inputs_give_finite_values(name, data):
+    x, y, a = data
+    assert _valid(name, x, y, a)
+    _finite_or_clear_error(lambda: FUNCS[name](x, y, a), valid=True)
 
 
 @pytest.mark.parametrize("name", sorted(FUNCS))

@@ -51,3 +51,63 @@ def test_iteration_cap_is_an_error_not_a_wrong_number(rng):
     assert wdist.emd(x, y).item() == pytest.approx(
         ot.emd2([], [], ot.dist(x, y, metric="euclidean"), numItermax=10**7), rel=1e-9
     )
+
+
+# --- emd_from_cost validates its inputs ---------------------------------------------------------
+
+
+def test_emd_from_cost_integer_cost_matches_pot():
+    cost = torch.tensor([[0, 3], [2, 0], [5, 1]])
+    a, b = torch.full((3,), 1 / 3), torch.full((2,), 1 / 2)
+    ref = ot.emd2(np.full(3, 1 / 3), np.full(2, 1 / 2), cost.numpy().astype(np.float64))
+    ours = wdist.emd_from_cost(a, b, cost)
+    assert ours.dtype == torch.get_default_dtype()
+    assert ours.item() == pytest.approx(ref, rel=1e-6)  # 2/3, not 0
+    _, plan = wdist.emd_from_cost(a, b, cost, return_plan=True)
+    assert plan.is_floating_point() and plan.sum().item() == pytest.approx(1.0)
+
+
+def test_emd_from_cost_numpy_and_unnormalised_inputs_match_pot(rng):
+    cost = rng.random((4, 5))
+    a, b = rng.random(4) + 0.1, rng.random(5) + 0.1
+    ref = ot.emd2(a / a.sum(), b / b.sum(), cost)
+    assert wdist.emd_from_cost(a, b, cost).item() == pytest.approx(ref, rel=1e-12)
+    assert wdist.emd_from_cost(list(a), list(b), cost.tolist()).item() == pytest.approx(
+        ref, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "a, b, cost, err, match",
+    [
+        (np.ones(2), np.ones(3), np.ones((3, 2)), ValueError, r"a must have shape \[3\]"),
+        (np.ones(3), np.ones(3), np.ones((3, 2)), ValueError, r"b must have shape \[2\]"),
+        (np.ones(3), np.ones(2), np.ones(3), ValueError, r"cost must have shape \[n, m\]"),
+        (np.ones(0), np.ones(2), np.ones((0, 2)), ValueError, "cost must have shape"),
+        (np.zeros(3), np.ones(2), np.ones((3, 2)), ValueError, "a has zero total mass"),
+        (np.ones(3), [1.0, np.nan], np.ones((3, 2)), ValueError, "b contains NaN"),
+        ([-1.0, 1, 1], np.ones(2), np.ones((3, 2)), ValueError, "a has negative"),
+        (np.ones(3), np.ones(2), [[0, 1], [1, np.inf], [0, 0]], ValueError, "cost contains NaN"),
+        (np.ones(3), np.ones(2), [["a", "b"]] * 3, TypeError, "cost must hold numbers"),
+        (torch.ones(3), torch.ones(2), torch.ones(3, 2, dtype=torch.float64), TypeError,
+         "a has dtype"),
+    ],
+)
+def test_emd_from_cost_clear_errors(a, b, cost, err, match):
+    with pytest.raises(err, match=match):
+        wdist.emd_from_cost(a, b, cost)
+
+
+def test_emd_from_cost_num_iter_max_checked():
+    with pytest.raises(TypeError, match="num_iter_max"):
+        wdist.emd_from_cost(np.ones(3), np.ones(2), np.ones((3, 2)), num_iter_max=1.5)
+
+
+def test_emd_numpy_integer_p_matches_pot(rng):
+    x, y = rng.normal(size=(12, 2)), rng.normal(size=(9, 2))
+    ref = ot.emd2([], [], ot.dist(x, y))  # squared Euclidean
+    for p in (np.int64(2), np.int32(2), np.float32(2), np.float64(2)):
+        assert wdist.emd(x, y, p=p).item() == pytest.approx(ref, rel=1e-9)
+    with pytest.raises(TypeError, match="p must be"):
+        wdist.emd(x, y, p=True)
+    with pytest.raises(TypeError, match="p must be"):
+        wdist.emd(x, y, p=np.bool_(True))

@@ -8,6 +8,7 @@ Shape, dtype and device checks always run: they are free.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -110,12 +111,68 @@ def check_weights(
     return w / w.sum(-1, keepdim=True) if normalize else w
 
 
+def _is_real(value: Any) -> bool:
+    """A real scalar: python or numpy int/float (``numbers.Real``), never a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def check_p(p: float) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
+    if not _is_real(p):
         raise TypeError(f"p must be a number >= 1, got {p!r}")
     if not math.isfinite(p) or p < 1:
         raise ValueError(f"p must be a finite number >= 1, got {p!r}")
     return float(p)
+
+
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    """A python or numpy integer (not a bool) ``>= minimum``."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_seed(seed: Any) -> int | None:
+    """A random seed: None or a python/numpy integer (not a bool)."""
+    if seed is None:
+        return None
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"seed must be an int or None, got {seed!r}")
+    return int(seed)
+
+
+def check_nonnegative(value: Any, name: str) -> float:
+    """A finite real number ``>= 0``."""
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a number >= 0, got {value!r}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_psd(c: torch.Tensor, name: str) -> None:
+    """Symmetric ``[..., d, d]`` matrices must be positive semi-definite up to round-off: the
+    smallest eigenvalue may not fall below ``-tol * max|eigenvalue|`` with
+    ``tol = 100 d eps(dtype)`` (a value check: skipped when validation is off)."""
+    if not _VALIDATE or c.numel() == 0:
+        return
+    with torch.no_grad():
+        try:
+            evals = torch.linalg.eigvalsh(c.detach())
+        except torch.linalg.LinAlgError as err:
+            raise ValueError(
+                f"{name}: the eigendecomposition failed (NaN or huge entries?)"
+            ) from err
+        finfo = torch.finfo(c.dtype)
+        scale = evals.abs().amax(-1).clamp_min(finfo.tiny)
+        tol = 100 * c.shape[-1] * finfo.eps
+        worst = evals[..., 0] / scale
+        if bool((worst < -tol).any()):
+            raise ValueError(
+                f"{name} must be positive semi-definite, but has an eigenvalue of "
+                f"{float(evals[..., 0].min()):.3g} (relative {float(worst.min()):.3g})"
+            )
 
 
 def check_cost_range(

@@ -8,7 +8,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from wdist._checks import check_clouds, check_p, check_weights
+from wdist._checks import (
+    as_tensor,
+    check_clouds,
+    check_cost_range,
+    check_int,
+    check_p,
+    check_weights,
+    point_spread,
+    validation_enabled,
+)
 from wdist._cost import cost_matrix
 
 # POT's network simplex multiplies costs internally: keep them far below sqrt(float64 max).
@@ -21,22 +30,31 @@ def _default_iter_cap(n: int, m: int) -> int:
 
 
 def emd_from_cost(
-    a: torch.Tensor,
-    b: torch.Tensor,
-    cost: torch.Tensor,
+    a: Any,
+    b: Any,
+    cost: Any,
     num_iter_max: int | None = None,
     return_plan: bool = False,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Exact OT cost :math:`\min_{P \in U(a,b)} \langle P, C \rangle` for a given cost matrix.
 
-    ``a [n]``, ``b [m]`` normalised non-negative weights, ``cost [n, m]``. The plan is solved in
-    float64 by POT's network simplex; the returned cost is differentiable w.r.t. ``cost``
-    (through the fixed optimal plan) and w.r.t. ``a``, ``b`` (through the centred dual
-    potentials), as in ``ot.emd2``. Raises ``RuntimeError`` if the solver stops before optimality.
+    ``a [n]``, ``b [m]`` non-negative weights (normalised here; uniform if None), ``cost [n, m]``
+    (tensor, numpy array or list; an integer cost is cast to the default float dtype). The plan
+    is solved in float64 by POT's network simplex; the returned cost is differentiable w.r.t.
+    ``cost`` (through the fixed optimal plan) and w.r.t. ``a``, ``b`` (through the centred dual
+    potentials), as in ``ot.emd2``. Raises ``RuntimeError`` if the solver stops before optimality;
+    invalid inputs are a ``ValueError``/``TypeError`` naming the argument.
     """
     import ot  # POT is only needed here; keep `import wdist` light
 
+    cost = as_tensor(cost, "cost")
+    if cost.dim() != 2 or 0 in cost.shape:
+        raise ValueError(f"cost must have shape [n, m] with n, m >= 1, got {list(cost.shape)}")
     n, m = cost.shape
+    a = check_weights(a, "a", (n,), like=cost, normalize=False)
+    b = check_weights(b, "b", (m,), like=cost, normalize=False)
+    if num_iter_max is not None:
+        num_iter_max = check_int(num_iter_max, "num_iter_max", 1)
     cap = num_iter_max or _default_iter_cap(n, m)
     a64 = a.detach().to("cpu", torch.float64).numpy()
     b64 = b.detach().to("cpu", torch.float64).numpy()
@@ -97,4 +115,7 @@ def emd(
     x, y = check_clouds(x, y)
     a = check_weights(a, "a", x.shape[:1], like=x)
     b = check_weights(b, "b", y.shape[:1], like=x)
+    if validation_enabled():  # name the overflow before the cost matrix holds inf
+        limit = min(_MAX_COST, torch.finfo(x.dtype).max / 4)
+        check_cost_range(point_spread(x, y), p, x.dtype, limit=limit)
     return emd_from_cost(a, b, cost_matrix(x, y, p), num_iter_max, return_plan)

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from wdist._checks import validation_enabled
+from wdist._checks import as_tensor, check_int, check_nonnegative, validation_enabled
 
 
 def quantile_midpoints(n: int, device=None, dtype=None) -> torch.Tensor:
-    """The quantile levels ``tau_hat_i = (2i + 1) / (2N)``, ``i = 0..N-1``, minimising W1."""
+    """The quantile levels ``tau_hat_i = (2i + 1) / (2N)``, ``i = 0..N-1``, minimising W1;
+    ``n = N >= 1``. Returns ``[N]``."""
+    n = check_int(n, "n (the number of quantiles N)", 1)
     return (torch.arange(n, device=device, dtype=dtype) + 0.5) / n
 
 
 def quantile_huber_loss(
     pred: torch.Tensor,
     target: torch.Tensor,
-    taus: torch.Tensor | None = None,
+    taus: Any = None,
     kappa: float = 1.0,
     reduction: str = "mean",
 ) -> torch.Tensor:
@@ -33,7 +37,8 @@ def quantile_huber_loss(
     Args:
         pred: ``[B, N]`` predicted quantiles :math:`\theta_i` (carries the gradient).
         target: ``[B, M]`` target samples :math:`\mathcal{T}\theta_j` (detach it yourself).
-        taus: ``[N]`` or ``[B, N]`` quantile levels; default midpoints ``(2i+1)/(2N)``.
+        taus: ``[N]`` or ``[B, N]`` quantile levels in ``[0, 1]`` (tensor of ``pred``'s dtype and
+            device, or array/list); default midpoints ``(2i+1)/(2N)``.
         kappa: Huber threshold, ``>= 0``.
         reduction: ``"mean"`` over the batch (scalar), ``"sum"``, or ``"none"`` (``[B]``).
     """
@@ -47,8 +52,7 @@ def quantile_huber_loss(
         )
     if pred.shape[1] == 0 or target.shape[1] == 0:
         raise ValueError("pred and target need at least one quantile / sample each")
-    if kappa < 0:
-        raise ValueError(f"kappa must be >= 0, got {kappa}")
+    kappa = check_nonnegative(kappa, "kappa")
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if target.dtype != pred.dtype or target.device != pred.device:
@@ -59,10 +63,14 @@ def quantile_huber_loss(
     n = pred.shape[1]
     if taus is None:
         taus = quantile_midpoints(n, pred.device, pred.dtype)
-    elif taus.shape not in ((n,), pred.shape):
-        raise ValueError(
-            f"taus must have shape [{n}] or {list(pred.shape)}, got {list(taus.shape)}"
-        )
+    else:
+        taus = as_tensor(taus, "taus", like=pred)
+        if taus.shape not in ((n,), pred.shape):
+            raise ValueError(
+                f"taus must have shape [{n}] or {list(pred.shape)}, got {list(taus.shape)}"
+            )
+        if validation_enabled() and bool(((taus < 0) | (taus > 1)).any()):
+            raise ValueError("taus must be quantile levels in [0, 1]")
     if validation_enabled() and not bool(torch.isfinite(pred).all() & torch.isfinite(target).all()):
         raise ValueError("pred or target contains NaN or inf")
     taus = taus.expand_as(pred).unsqueeze(-1)  # [B, N, 1]

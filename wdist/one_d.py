@@ -7,7 +7,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from wdist._checks import as_tensor, check_p, check_weights
+from wdist._checks import (
+    as_tensor,
+    check_cost_range,
+    check_p,
+    check_weights,
+    point_spread,
+    validation_enabled,
+)
 
 
 def _prepare(values: Any, weights: Any, name: str, like: torch.Tensor | None):
@@ -79,6 +86,8 @@ def wasserstein_1d(
             f"leading dims of u_values {tuple(u.shape[:-1])} and v_values {tuple(v.shape[:-1])} "
             "do not broadcast"
         ) from err
+    if validation_enabled():  # |u - v|^p must not overflow (inf, or NaN = 0 * inf, otherwise)
+        check_cost_range(point_spread(u.reshape(-1, 1), v.reshape(-1, 1)), p, u.dtype)
     n, m = u.shape[-1], v.shape[-1]
     u = u.expand(*batch, n)
     v = v.expand(*batch, m)

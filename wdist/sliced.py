@@ -6,7 +6,16 @@ from typing import Any
 
 import torch
 
-from wdist._checks import check_clouds, check_p, check_weights
+from wdist._checks import (
+    check_clouds,
+    check_cost_range,
+    check_int,
+    check_p,
+    check_seed,
+    check_weights,
+    point_spread,
+    validation_enabled,
+)
 from wdist.one_d import wasserstein_1d
 
 
@@ -45,28 +54,44 @@ def sliced_wasserstein(
         0-dim tensor; cost in the units of :math:`W_p^p`.
     """
     p = check_p(p)
-    if isinstance(n_projections, bool) or not isinstance(n_projections, int) or n_projections < 1:
-        raise ValueError(f"n_projections must be a positive int, got {n_projections!r}")
+    n_projections = check_int(n_projections, "n_projections", 1)
+    max_iter = check_int(max_iter, "max_iter", 0)
+    seed = check_seed(seed)
     x, y = check_clouds(x, y)
     a = None if a is None else check_weights(a, "a", x.shape[:1], like=x)
     b = None if b is None else check_weights(b, "b", y.shape[:1], like=x)
+    if validation_enabled():  # projected distances are at most the points' spread
+        check_cost_range(point_spread(x, y), p, x.dtype)
     theta = _directions(x.shape[1], n_projections, x, seed)
 
-    def projected(th: torch.Tensor) -> torch.Tensor:  # [k] costs along the columns of th
-        return wasserstein_1d((x @ th).T, (y @ th).T, a, b, p=p)
+    def projected(th: torch.Tensor, xs=x, ys=y, wa=a, wb=b) -> torch.Tensor:
+        # [k] costs along the k columns of th: 1-D problems [k, n] vs [k, m], weights expanded
+        k = th.shape[1]
+        wa = None if wa is None else wa.expand(k, -1)
+        wb = None if wb is None else wb.expand(k, -1)
+        return wasserstein_1d((xs @ th).T, (ys @ th).T, wa, wb, p=p)
 
     if not max_sliced:
         return projected(theta).mean()
-    with torch.no_grad():
-        best = theta[:, projected(theta).argmax()].clone()
-    best.requires_grad_(True)
-    opt = torch.optim.Adam([best], lr=0.05)
-    xd, yd = x.detach(), y.detach()
-    for _ in range(max_iter):
-        th = best / best.norm()
-        loss = -wasserstein_1d((xd @ th)[None], (yd @ th)[None], a, b, p=p).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    th = (best / best.norm()).detach()[:, None]
+    # The ascent needs autograd even under the caller's no_grad()/inference_mode(): re-enable it
+    # and work on plain (non-inference) detached copies of the inputs.
+    with torch.inference_mode(False), torch.enable_grad():
+
+        def plain(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
+            t = t.detach()
+            return t.clone() if t.is_inference() else t
+
+        xd, yd, ad, bd, th0 = map(plain, (x, y, a, b, theta))
+        with torch.no_grad():
+            best = th0[:, projected(th0, xd, yd, ad, bd).argmax()].clone()
+        best.requires_grad_(True)
+        opt = torch.optim.Adam([best], lr=0.05)
+        for _ in range(max_iter):
+            loss = -projected((best / best.norm())[:, None], xd, yd, ad, bd).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        th = (best / best.norm()).detach()[:, None]
     return projected(th)[0]
