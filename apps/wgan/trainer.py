@@ -101,6 +101,9 @@ class Trainer:
 
     def _extractor(self, features: str | Path | None) -> FeatureExtractor | None:
         if self.cfg.is_toy:
+            if features is not None:
+                raise ValueError(f"--features {features}: toy data {self.cfg.data!r} is scored "
+                                 "by exact W1; a feature extractor applies to images only")
             return None
         if features is not None:
             return FeatureExtractor(features, self.device)
