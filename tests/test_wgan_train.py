@@ -224,14 +224,25 @@ def test_cli_toy_and_image_folder(tmp_path, capsys):
     assert wdist_main(["wgan", "eval", "--checkpoint", str(tmp_path / "f" / "checkpoint.pt")]) == 2
 
 
-def test_result_parts_store_their_provenance(tmp_path):
-    from apps.wgan.results import part_meta, read_part, write_part
+def test_result_parts_store_their_provenance(tmp_path, monkeypatch, one_thread):
+    from apps.wgan.results import _provenance, part_meta, read_part, regenerate, write_part
 
-    meta = part_meta("wdist wgan results --parts toy", torch.device("cpu"), 7)
-    assert meta["steps"] == 7 and meta["torch"] == torch.__version__ and meta["machine"]
+    monkeypatch.setattr("sys.argv", ["/venv/bin/wdist", "wgan", "results", "--out", "a b"])
+    meta = part_meta(torch.device("cpu"), 7)
+    assert meta["steps"] == 7 and meta["machine"] and meta["cpu_cores"]
+    assert meta["command"] == "wdist wgan results --out 'a b'"
+    assert meta["versions"]["torch"] == torch.__version__
+    line = _provenance(meta)
+    assert f"torch {torch.__version__}, " in line and f"python {meta['versions']['python']}" in line
+    assert line.endswith("Command: `wdist wgan results --out 'a b'`")
+    recorded = _provenance({**meta, "recorded_in": "commit abc"})
+    assert recorded.endswith("(as recorded in commit abc)")
     rows = {"8gaussians/gp": {"w1_final": 0.1}}
     write_part(tmp_path / "toy.json", rows, meta)
     assert read_part(tmp_path / "toy.json") == (rows, meta)
     (tmp_path / "old.json").write_text(json.dumps(rows))  # written before meta existed
     assert read_part(tmp_path / "old.json") == (rows, None)
     assert read_part(tmp_path / "missing.json") == ({}, None)
+    regenerate(tmp_path / "report", torch.device("cpu"), parts=())  # no part: the report only
+    assert "This file: `wdist wgan results --out 'a b'` on" in (
+        tmp_path / "report" / "results.md").read_text()
