@@ -133,3 +133,17 @@ def test_npz_channels_are_converted_like_pillow(tmp_path):
     np.testing.assert_allclose(x[:, 1].numpy(), rgb[..., 0] / 127.5 - 1, atol=1e-6)
     with pytest.raises(ValueError, match="channels must be 1"):
         load_npz(tmp_path / "gray.npz", 16, channels=2)
+
+
+def test_broken_npz_is_an_error_naming_the_file(tmp_path):
+    np.savez(tmp_path / "ok.npz", images=np.zeros((2, 8, 8), dtype=np.uint8))
+    (tmp_path / "truncated.npz").write_bytes((tmp_path / "ok.npz").read_bytes()[:100])
+    (tmp_path / "text.npz").write_text("not an archive\n")
+    for name in ("truncated.npz", "text.npz"):
+        with pytest.raises(ValueError, match=rf"{name} is not a readable \.npz file"):
+            load_npz(tmp_path / name, 8)
+
+
+def test_missing_data_folder_is_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"data: image folder not found: .*nofolder"):
+        load_images(str(tmp_path / "nofolder"), 32)

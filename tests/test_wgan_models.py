@@ -7,6 +7,7 @@ import wdist
 from apps.runtime import ConfigError, load_config
 from apps.wgan.config import WGANConfig
 from apps.wgan.models import build_models
+from apps.wgan.trainer import Trainer
 
 LAYERS = (torch.nn.Conv2d, torch.nn.Linear)
 
@@ -41,6 +42,15 @@ def test_gp_critic_has_no_batch_norm():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in critic.modules())
     with pytest.raises(ValueError, match="batch.*invalid with lipschitz 'gp'"):
         WGANConfig(data="mnist", arch="dcgan", lipschitz="gp", critic_norm="batch")
+
+
+def test_settings_without_effect_are_errors():
+    """An explicit critic norm on an MLP critic, and --features on toy data, would be ignored."""
+    with pytest.raises(ValueError, match="critic_norm 'layer' has no effect with arch 'mlp'"):
+        WGANConfig(arch="mlp", critic_norm="layer")
+    assert WGANConfig(arch="mlp", critic_norm="none").resolved_critic_norm == "none"
+    with pytest.raises(ValueError, match="--features f.pt: toy data '8gaussians'"):
+        Trainer(WGANConfig(data="8gaussians", eval_samples=8, width=8), features="f.pt")
 
 
 def test_gradient_penalty_on_image_critic():

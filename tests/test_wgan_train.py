@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,7 +14,7 @@ from apps.wgan.config import WGANConfig
 from apps.wgan.data import load_mnist, sample_toy
 from apps.wgan.ema import EMA
 from apps.wgan.evaluate import exact_w1, image_metrics, toy_w1_floor
-from apps.wgan.features import FeatureExtractor, load_digit_classifier
+from apps.wgan.features import DIGIT_CLASSIFIER, FeatureExtractor, load_digit_classifier
 from apps.wgan.results import CONFIGS
 from apps.wgan.trainer import Trainer
 
@@ -106,13 +107,15 @@ def test_log_columns_and_sample_grid(tmp_path):
         assert im.size == (8 * 9 + 1, 8 * 9 + 1) and im.mode == "L"
 
 
-def test_cli_train_sample_eval_on_mnist(tmp_path, capsys):
+def test_cli_train_sample_eval_on_mnist(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     rc = wdist_main(["wgan", "train", "--config", str(CONFIGS / "mnist.yaml"), "--lipschitz",
                      "sn", "--steps", "2", "--out", str(out), "--device", "cpu"])
     assert rc == 0 and (out / "checkpoint.pt").is_file()
-    rc = wdist_main(["wgan", "sample", "--checkpoint", str(out / "checkpoint.pt"), "--n", "16",
-                     "--out", str(tmp_path / "g.png"), "--device", "cpu"])
+    with monkeypatch.context() as m:  # a sample grid does not load the 5,000 training digits
+        m.setattr("apps.wgan.trainer.load_images", lambda *a: pytest.fail("images loaded"))
+        rc = wdist_main(["wgan", "sample", "--checkpoint", str(out / "checkpoint.pt"), "--n",
+                         "16", "--out", str(tmp_path / "g.png"), "--device", "cpu"])
     assert rc == 0
     with Image.open(tmp_path / "g.png") as im:
         assert im.size == (4 * 33 + 1, 4 * 33 + 1)
@@ -123,6 +126,27 @@ def test_cli_train_sample_eval_on_mnist(tmp_path, capsys):
     assert metrics["step"] == 2 and metrics["fd"] > 0 and 1 <= metrics["score"] <= 10
     assert wdist_main(["wgan", "train", "--config", str(CONFIGS / "mnist.yaml"),
                        "--lipschitz", "gp", "--data", str(tmp_path / "nowhere")]) == 2
+
+
+def test_sample_and_eval_after_the_data_moved(tmp_path, capsys):
+    """sample needs only the checkpoint; eval names the missing data; a non-WGAN checkpoint is
+    a clear error."""
+    data = tmp_path / "d.npz"
+    np.savez(data, images=np.random.default_rng(0).integers(0, 256, (8, 8, 8), dtype=np.uint8))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {data}\nimage_size: 8\nz_dim: 4\nwidth: 8\nbatch_size: 4\n"
+                   f"steps: 1\neval_samples: 8\nout_dir: {tmp_path / 'run'}\n")
+    assert wdist_main(["wgan", "train", "--config", str(cfg), "--device", "cpu"]) == 0
+    checkpoint = str(tmp_path / "run" / "checkpoint.pt")
+    data.unlink()
+    assert wdist_main(["wgan", "sample", "--checkpoint", checkpoint,
+                       "--out", str(tmp_path / "g.png"), "--device", "cpu"]) == 0
+    assert (tmp_path / "g.png").is_file()
+    capsys.readouterr()
+    assert wdist_main(["wgan", "eval", "--checkpoint", checkpoint, "--device", "cpu"]) == 2
+    assert f"training data, {data} (as recorded in" in capsys.readouterr().err
+    assert wdist_main(["wgan", "sample", "--checkpoint", str(DIGIT_CLASSIFIER)]) == 2
+    assert "digit_classifier.pt is not a WGAN checkpoint" in capsys.readouterr().err
 
 
 def test_shipped_classifier_and_frechet_distance():
@@ -200,14 +224,25 @@ def test_cli_toy_and_image_folder(tmp_path, capsys):
     assert wdist_main(["wgan", "eval", "--checkpoint", str(tmp_path / "f" / "checkpoint.pt")]) == 2
 
 
-def test_result_parts_store_their_provenance(tmp_path):
-    from apps.wgan.results import part_meta, read_part, write_part
+def test_result_parts_store_their_provenance(tmp_path, monkeypatch, one_thread):
+    from apps.wgan.results import _provenance, part_meta, read_part, regenerate, write_part
 
-    meta = part_meta("wdist wgan results --parts toy", torch.device("cpu"), 7)
-    assert meta["steps"] == 7 and meta["torch"] == torch.__version__ and meta["machine"]
+    monkeypatch.setattr("sys.argv", ["/venv/bin/wdist", "wgan", "results", "--out", "a b"])
+    meta = part_meta(torch.device("cpu"), 7)
+    assert meta["steps"] == 7 and meta["machine"] and meta["cpu_cores"]
+    assert meta["command"] == "wdist wgan results --out 'a b'"
+    assert meta["versions"]["torch"] == torch.__version__
+    line = _provenance(meta)
+    assert f"torch {torch.__version__}, " in line and f"python {meta['versions']['python']}" in line
+    assert line.endswith("Command: `wdist wgan results --out 'a b'`")
+    recorded = _provenance({**meta, "recorded_in": "commit abc"})
+    assert recorded.endswith("(as recorded in commit abc)")
     rows = {"8gaussians/gp": {"w1_final": 0.1}}
     write_part(tmp_path / "toy.json", rows, meta)
     assert read_part(tmp_path / "toy.json") == (rows, meta)
     (tmp_path / "old.json").write_text(json.dumps(rows))  # written before meta existed
     assert read_part(tmp_path / "old.json") == (rows, None)
     assert read_part(tmp_path / "missing.json") == ({}, None)
+    regenerate(tmp_path / "report", torch.device("cpu"), parts=())  # no part: the report only
+    assert "This file: `wdist wgan results --out 'a b'` on" in (
+        tmp_path / "report" / "results.md").read_text()

@@ -68,13 +68,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(args: argparse.Namespace, features: Path | None = None):
+def _load(args: argparse.Namespace, features: Path | None = None, real_data: bool = False):
+    """The trainer saved in ``--checkpoint``; image data is loaded only when ``real_data``
+    (metrics that compare with it), else the models are built from the checkpoint's shape."""
     from apps.runtime import load_checkpoint, resolve_device
     from apps.wgan.config import WGANConfig
-    from apps.wgan.trainer import Trainer
+    from apps.wgan.trainer import CHECKPOINT_KEYS, Trainer
 
-    state = load_checkpoint(args.checkpoint)
-    trainer = Trainer(WGANConfig(**state["config"]), resolve_device(args.device), features)
+    state = load_checkpoint(args.checkpoint, require=CHECKPOINT_KEYS, kind="WGAN")
+    cfg = WGANConfig(**state["config"])
+    if real_data and not (cfg.is_toy or cfg.is_builtin_images or Path(cfg.data).exists()):
+        raise FileNotFoundError(
+            f"eval compares with the training data, {cfg.data} (as recorded in "
+            f"{args.checkpoint}), which is not found; put it back at that path"
+        )
+    shape = None if real_data else tuple(state["shape"])
+    trainer = Trainer(cfg, resolve_device(args.device), features, shape=shape)
     trainer.load_state_dict(state)
     return trainer
 
@@ -103,7 +112,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    trainer = _load(args, args.features)
+    trainer = _load(args, args.features, real_data=True)
     metrics = {"step": trainer.step, **trainer.evaluate(use_ema=not args.no_ema)}
     if len(metrics) == 1:
         raise ValueError(

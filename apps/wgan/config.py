@@ -81,6 +81,9 @@ class WGANConfig:
             )
         if self.is_toy and self.arch != "mlp":
             raise ValueError(f"toy data {self.data!r} needs arch 'mlp', got {self.arch!r}")
+        if self.arch == "mlp" and self.critic_norm in ("batch", "layer"):
+            raise ValueError(f"critic_norm {self.critic_norm!r} has no effect with arch 'mlp' "
+                             "(its critic has no normalisation layer); use auto or none")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")
         for name in ("z_dim", "width", "batch_size", "steps", "log_every", "sample_every",

@@ -7,7 +7,9 @@ Images are returned as float32 tensors ``[N, C, H, W]`` scaled to ``[-1, 1]`` (t
 from __future__ import annotations
 
 import math
+import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -154,14 +156,19 @@ def load_npz(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"npz file not found: {path}")
-    with np.load(path) as data:
-        names = list(data.files)
-        if key is None:
-            only = names[0] if len(names) == 1 else None
-            key = next((k for k in ("images", "x") if k in names), only)
-        if key not in names:
-            raise ValueError(f"{path}: key {key!r} not found; arrays in the file: {names}")
-        arr = data[key]
+    try:
+        with np.load(path) as data:
+            names = list(data.files)
+            if key is None:
+                only = names[0] if len(names) == 1 else None
+                key = next((k for k in ("images", "x") if k in names), only)
+            arr = data[key] if key in names else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(
+            f"{path} is not a readable .npz file (np.savez) ({type(err).__name__}: {err})"
+        ) from err
+    if arr is None:
+        raise ValueError(f"{path}: key {key!r} not found; arrays in the file: {names}")
     if arr.ndim == 3:
         arr = arr[:, None]
     elif arr.ndim == 4 and arr.shape[-1] in (1, 3) and arr.shape[1] not in (1, 3):
@@ -190,6 +197,8 @@ def load_images(data: str, image_size: int, channels: int = 1) -> torch.Tensor:
         return load_npz(path, image_size, channels=channels)
     if path.is_dir():
         return load_image_folder(path, image_size, channels)
+    if ("/" in data or os.sep in data) and not path.exists():  # a path, not a data set's name
+        raise FileNotFoundError(f"data: image folder not found: {path}")
     raise ValueError(
         f"data must be one of {TOY_SETS + IMAGE_SETS}, an image folder or a .npz file; got {data!r}"
     )

@@ -9,8 +9,8 @@
    on the shipped digit classifier's features, its label entropies, wall time.
 3. ``results.md`` / ``results.json``: the tables, which method wins and by how much.
 
-``toy.json`` and ``mnist.json`` each hold a ``meta`` block (command, machine, torch and Python
-versions, generator steps) written with that part, so a part kept from an earlier run (``--parts``)
+``toy.json`` and ``mnist.json`` each hold a ``meta`` block (command, machine, library versions,
+generator steps) written with that part, so a part kept from an earlier run (``--parts``)
 still reports the command and machine that produced it.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch
 from apps.runtime import load_config
 from apps.runtime.figures import save_figure
 from apps.runtime.logging import read_csv
-from apps.runtime.machine import describe
+from apps.runtime.machine import command_line, describe, machine_info
 from apps.wgan.config import LIPSCHITZ, PAPER_DEFAULTS, WGANConfig
 from apps.wgan.data import TOY_SETS, load_mnist
 from apps.wgan.evaluate import generate, image_metrics, toy_w1_floor
@@ -123,10 +122,9 @@ def run_mnist(out: Path, device: torch.device, cfg_m: WGANConfig,
     return table, paths
 
 
-def part_meta(command: str, device: torch.device, steps: int) -> dict:
-    """Provenance stored with each part's results: how, where and how long it was run."""
-    return {"command": command, "machine": describe(device), "torch": torch.__version__,
-            "python": sys.version.split()[0], "steps": steps}
+def part_meta(device: torch.device, steps: int) -> dict:
+    """Provenance stored with each part's results: command, machine, versions and steps."""
+    return {"steps": steps, "machine": describe(device), **machine_info(str(device))}
 
 
 def write_part(path: Path, rows: dict, meta: dict) -> None:
@@ -144,8 +142,10 @@ def read_part(path: Path) -> tuple[dict, dict | None]:
 def _provenance(meta: dict | None) -> str:
     if meta is None:
         return "Command and machine of this part were not recorded (written by an older version)."
-    return (f"Machine: {meta['machine']}; torch {meta['torch']}; Python {meta['python']}.  "
-            f"Command: `{meta['command']}`")
+    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
+    line = f"Machine: {meta['machine']}; {versions}.  Command: `{meta['command']}`"
+    # meta added afterwards to a part from before meta existed says where it was found
+    return line + (f" (as recorded in {meta['recorded_in']})" if "recorded_in" in meta else "")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -261,19 +261,18 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
     out.mkdir(parents=True, exist_ok=True)
     if device.type == "cpu":
         torch.set_num_threads(1)  # small convs: one thread is fastest, and 20x faster on a busy box
-    command = ("wdist wgan " + " ".join(sys.argv[sys.argv.index("wgan") + 1:])
-               if "wgan" in sys.argv else " ".join(sys.argv))
+    command = command_line()
     cfg_t = {m: load_config(WGANConfig, CONFIGS / f"toy_{m}.yaml", {"steps": toy_steps})
              for m in LIPSCHITZ}
     cfg_m = load_config(WGANConfig, mnist_config, {"steps": mnist_steps})
     paths = []
     if "toy" in parts:
         toy, written = run_toys(out, device, cfg_t["gp"].steps)
-        write_part(out / "toy.json", toy, part_meta(command, device, cfg_t["gp"].steps))
+        write_part(out / "toy.json", toy, part_meta(device, cfg_t["gp"].steps))
         paths += [*written, out / "toy.json"]
     if "mnist" in parts:
         mnist, written = run_mnist(out, device, cfg_m, mnist_config)
-        write_part(out / "mnist.json", mnist, part_meta(command, device, cfg_m.steps))
+        write_part(out / "mnist.json", mnist, part_meta(device, cfg_m.steps))
         paths += [*written, out / "mnist.json"]
     # a part not rerun keeps its last results (e.g. ``--parts mnist`` after a config change)
     toy, toy_meta = read_part(out / "toy.json")

@@ -42,6 +42,9 @@ from apps.wgan.plots import save_grid, save_toy_figure
 LOG_COLUMNS = ("step", "critic_loss", "w1_estimate", "gp", "grad_norm", "generator_loss",
                "img_per_s", "w1_exact", "w1_critic", "fd", "time_s")
 N_GRID = 64
+# what sample/eval read from a checkpoint (load_state_dict's keys and the data shape)
+CHECKPOINT_KEYS = ("config", "step", "generator", "critic", "g_optimizer", "ema", "torch_rng",
+                   "cuda_rng", "data_rng", "shape")
 
 
 def make_optimizer(cfg: WGANConfig, params) -> torch.optim.Optimizer:
@@ -56,10 +59,12 @@ class Trainer:
 
     ``features`` (images only): path to a TorchScript or state-dict feature extractor for the
     Fréchet distance; by default the shipped digit classifier is used for 1x32x32 images.
+    ``shape`` (images, e.g. a checkpoint's): build the models for it without loading the
+    training images, for sampling only (no training, no :meth:`evaluate`).
     """
 
     def __init__(self, cfg: WGANConfig, device: torch.device | str = "cpu",
-                 features: str | Path | None = None):
+                 features: str | Path | None = None, shape: tuple[int, ...] | None = None):
         self.cfg = cfg
         self.device = torch.device(device)
         self.run_dir = Path(cfg.out_dir)
@@ -70,6 +75,9 @@ class Trainer:
             self.images = None
             self.shape: tuple[int, ...] = (2,)
             self.eval_real = sample_toy(cfg.data, cfg.eval_samples, eval_rng)
+        elif shape is not None:
+            self.images = self.eval_real = None
+            self.shape = tuple(shape)
         else:
             self.images = load_images(cfg.data, cfg.image_size, cfg.channels).to(self.device)
             self.shape = tuple(self.images.shape[1:])
@@ -93,6 +101,9 @@ class Trainer:
 
     def _extractor(self, features: str | Path | None) -> FeatureExtractor | None:
         if self.cfg.is_toy:
+            if features is not None:
+                raise ValueError(f"--features {features}: toy data {self.cfg.data!r} is scored "
+                                 "by exact W1; a feature extractor applies to images only")
             return None
         if features is not None:
             return FeatureExtractor(features, self.device)
@@ -134,6 +145,8 @@ class Trainer:
     def evaluate(self, use_ema: bool = False) -> dict[str, float]:
         """Toy: exact W1 of the (raw, the critic's opponent) generator and the critic's estimate
         on the same fixed samples. Images: Fréchet distance and label entropies."""
+        if self.eval_real is None:
+            raise RuntimeError("evaluate() needs the training images (built with shape only)")
         gen = self.sampler if use_ema else self.generator
         was_training = gen.training
         gen.eval()
