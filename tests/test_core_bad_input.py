@@ -135,6 +135,8 @@ def _linear_critic(x):
     return torch.nn.Linear(x.shape[1], 1).double()
 
 
+# random clouds at blur 0.5 may need more than max_iter iterations: a warning, not a failure
+@pytest.mark.filterwarnings("ignore:sinkhorn did not reach tol")
 @pytest.mark.parametrize("name", sorted(FUNCS))
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=clouds(finite))
@@ -154,6 +156,8 @@ def valid_clouds():
     )
 
 
+# random clouds at blur 0.5 may need more than max_iter iterations: a warning, not a failure
+@pytest.mark.filterwarnings("ignore:sinkhorn did not reach tol")
 @pytest.mark.parametrize("name", sorted(FUNCS))
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=valid_clouds())
@@ -163,6 +167,8 @@ def test_property_valid_inputs_give_finite_values(name, data):
     _finite_or_clear_error(lambda: FUNCS[name](x, y, a), valid=True)
 
 
+# random clouds at blur 0.5 may need more than max_iter iterations: a warning, not a failure
+@pytest.mark.filterwarnings("ignore:sinkhorn did not reach tol")
 @pytest.mark.parametrize("name", sorted(FUNCS))
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=clouds(anyfloat))

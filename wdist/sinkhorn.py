@@ -25,7 +25,6 @@ step at the final ε carries the gradient to ``x``, ``y``, ``a`` and ``b``.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import sys
 import warnings
@@ -37,6 +36,7 @@ import torch
 from wdist._checks import (
     as_tensor,
     check_cost_range,
+    check_int,
     check_p,
     check_points,
     check_positive,
@@ -643,10 +643,7 @@ def sinkhorn(
         raise ValueError(f"scaling must be in (0, 1), got {scaling!r}")
     check_positive(tol, "tol", allow_none=True)
     check_positive(diameter, "diameter", allow_none=True)
-    if max_iter is not None and (
-        isinstance(max_iter, bool) or not isinstance(max_iter, numbers.Integral) or max_iter < 1
-    ):
-        raise ValueError(f"max_iter must be a positive int or None, got {max_iter!r}")
+    max_iter = None if max_iter is None else check_int(max_iter, "max_iter", 1)
     for flag, name in ((debias, "debias"), (return_plan, "return_plan"),
                        (return_potentials, "return_potentials")):
         if not isinstance(flag, bool):
