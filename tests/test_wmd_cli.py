@@ -88,9 +88,8 @@ def test_knn_skips_empty_documents_and_ranks_by_topic(files, capsys):
     assert set(ranked[:2]) == {"d0", "d2"}
 
 
-def test_classify_writes_predictions_and_resumes(files, capsys):
-    out = files["dir"] / "pred.csv"
-    base = [
+def _classify_args(files, out):
+    return [
         "wmd",
         "classify",
         "--embeddings",
@@ -106,6 +105,11 @@ def test_classify_writes_predictions_and_resumes(files, capsys):
         "--batch",
         "2",
     ]
+
+
+def test_classify_writes_predictions_and_resumes(files, capsys):
+    out = files["dir"] / "pred.csv"
+    base = _classify_args(files, out)
     assert main(base) == 0
     text = capsys.readouterr().out
     assert "4 test documents classified, 0 errors" in text
@@ -114,6 +118,26 @@ def test_classify_writes_predictions_and_resumes(files, capsys):
     out.write_text("\n".join(lines[:3]) + "\n")  # as if interrupted after the first batch
     assert main(base + ["--resume"]) == 0
     assert out.read_text().splitlines() == lines
+
+
+def test_classify_resume_after_a_torn_row_classifies_its_document_again(files, capsys):
+    out = files["dir"] / "pred.csv"
+    assert main(_classify_args(files, out)) == 0
+    full = out.read_bytes()
+    lines = full.decode().splitlines()
+    out.write_bytes(full[: full.index(lines[3].encode()) + 3])  # killed while writing row 3
+    assert main(_classify_args(files, out) + ["--resume"]) == 0
+    assert out.read_text().splitlines() == lines
+    assert "4 test documents classified" in capsys.readouterr().out.splitlines()[-2]
+
+
+def test_classify_resume_on_another_csv_names_the_file_and_columns(files, capsys):
+    out = files["dir"] / "other.csv"
+    out.write_text("step,loss\n1,0.5\n")
+    assert main(_classify_args(files, out) + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "other.csv: cannot resume" in err and "id,label,predicted" in err
+    assert out.read_text() == "step,loss\n1,0.5\n"
 
 
 def test_classify_with_idf(files, capsys):

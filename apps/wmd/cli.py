@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from apps.runtime import add_device_arg
 
@@ -140,8 +141,6 @@ def _knn(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import numpy as np
 
     from apps.runtime import CSVLogger, progress
@@ -158,10 +157,13 @@ def _classify(args: argparse.Namespace) -> int:
     keep = np.flatnonzero(tr.lengths > 0)
     clf.fit(tr.subset(keep), [train.labels[i] for i in keep])
     out = Path(args.out)
-    done = {row["id"] for row in _rows(out)} if args.resume and out.is_file() else set()
-    todo = [i for i in range(len(test)) if test.ids[i] not in done]
+    if args.resume and out.is_file():
+        _check_predictions_header(out)
     te = wmd.transform(test.texts)
     with CSVLogger(out, resume=args.resume) as log:
+        # read after CSVLogger dropped a torn last row, whose document is classified again
+        done = {row["id"] for row in _rows(out)}
+        todo = [i for i in range(len(test)) if test.ids[i] not in done]
         batches = range(0, len(todo), args.batch)
         for s in progress(batches, total=len(batches), desc="classify", unit="batch"):
             idx = [i for i in todo[s : s + args.batch] if te.lengths[i] > 0]
@@ -180,7 +182,27 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rows(path) -> list[dict[str, str]]:
+PREDICTION_COLUMNS = ["id", "label", "predicted"]
+
+
+def _check_predictions_header(path: Path) -> None:
+    """Raise ``ValueError`` unless ``path`` (resumed by ``classify --resume``) is empty or a
+    predictions CSV: a header of exactly :data:`PREDICTION_COLUMNS` (in any order)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        first = fh.readline()
+    if not first.endswith("\n"):  # empty, or a torn header: CSVLogger starts the file afresh
+        return
+    header = next(csv.reader([first]))
+    if sorted(header) != sorted(PREDICTION_COLUMNS):
+        raise ValueError(
+            f"--out {path}: cannot resume, not a predictions CSV: expected the columns "
+            f"{','.join(PREDICTION_COLUMNS)}, got {','.join(header)}"
+        )
+
+
+def _rows(path: str | Path) -> list[dict[str, str]]:
     import csv
 
     with open(path, newline="") as fh:
