@@ -197,6 +197,21 @@ def test_cli_errors_are_one_line(files, capsys):
     assert "--train: the corpus has no labels" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [("classify", "--batch", "0"), ("classify", "--batch", "-1"), ("classify", "-k", "0"),
+     ("knn", "-k", "0")],
+)
+def test_counts_below_one_are_clear_errors(files, capsys, command, option, value):
+    if command == "classify":
+        args = _classify_args(files, files["dir"] / "p.csv")
+    else:
+        args = ["wmd", "knn", "--embeddings", str(files["emb"]), "--corpus",
+                str(files["corpus"]), "--query", "flames"]
+    assert main(args + [option, value]) == 2
+    assert f"{option} must be >= 1, got {value}" in capsys.readouterr().err
+
+
 def test_read_corpus_directory_with_label_folders(tmp_path):
     for label, text in (("pos", "great fun"), ("neg", "dull")):
         (tmp_path / label).mkdir()

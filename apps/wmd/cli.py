@@ -123,6 +123,7 @@ def _knn(args: argparse.Namespace) -> int:
 
     from apps.wmd.corpus import read_corpus
 
+    _check_at_least_one(args, "k")
     corpus = read_corpus(args.corpus)
     wmd = _model(args).fit(corpus.texts)
     docs = wmd.transform(corpus.texts)
@@ -146,6 +147,7 @@ def _classify(args: argparse.Namespace) -> int:
     from apps.runtime import CSVLogger, progress
     from apps.wmd.corpus import read_corpus
 
+    _check_at_least_one(args, "k", "batch")
     train = read_corpus(args.train, labels_from_dirs=True)
     test = read_corpus(args.test, labels_from_dirs=True)
     for name, c in (("--train", train), ("--test", test)):
@@ -180,6 +182,14 @@ def _classify(args: argparse.Namespace) -> int:
     if skipped:
         print(f"{skipped} test documents had no in-vocabulary word and were not classified")
     return 0
+
+
+def _check_at_least_one(args: argparse.Namespace, *names: str) -> None:
+    """Raise ``ValueError`` naming the option (``-k``, ``--batch``) of any ``names`` below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            flag = f"-{name}" if len(name) == 1 else f"--{name}"
+            raise ValueError(f"{flag} must be >= 1, got {getattr(args, name)}")
 
 
 PREDICTION_COLUMNS = ["id", "label", "predicted"]
