@@ -68,6 +68,15 @@ def test_distance(files, capsys):
     assert "text1: dropped 1 of 2 tokens" in out and float(out.splitlines()[-1]) > 0.5
 
 
+@pytest.mark.parametrize(("text1", "text2", "name"), [("zebra", "flames", "text1"),
+                                                      ("flames", "the of", "text2")])
+def test_distance_names_the_empty_text_argument(files, capsys, text1, text2, name):
+    assert main(["wmd", "distance", "--embeddings", str(files["emb"]), text1, text2]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {name} has no in-vocabulary word" in err
+    assert "doc1" not in err and "doc2" not in err
+
+
 def test_knn_skips_empty_documents_and_ranks_by_topic(files, capsys):
     args = [
         "wmd",

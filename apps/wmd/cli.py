@@ -111,9 +111,16 @@ def _distance(args: argparse.Namespace) -> int:
     if args.idf:
         wmd.fit([args.text1, args.text2])
     docs = wmd.transform([args.text1, args.text2])
-    for name, oov, n in zip(("text1", "text2"), docs.n_oov, docs.n_tokens):
+    names = ("text1", "text2")
+    for name, oov, n in zip(names, docs.n_oov, docs.n_tokens):
         if oov:
             print(f"{name}: dropped {oov} of {n} tokens (out of vocabulary)")
+    for name, length in zip(names, docs.lengths):
+        if length == 0:  # named here: the model would call it doc1 / doc2
+            raise ValueError(
+                f"{name} has no in-vocabulary word (stop words are dropped unless "
+                "--keep-stop-words): WMD is undefined for an empty document"
+            )
     print(f"{wmd.distance(args.text1, args.text2, method=args.method):.6f}")
     return 0
 
