@@ -68,6 +68,15 @@ def test_distance(files, capsys):
     assert "text1: dropped 1 of 2 tokens" in out and float(out.splitlines()[-1]) > 0.5
 
 
+@pytest.mark.parametrize(("text1", "text2", "name"), [("zebra", "flames", "text1"),
+                                                      ("flames", "the of", "text2")])
+def test_distance_names_the_empty_text_argument(files, capsys, text1, text2, name):
+    assert main(["wmd", "distance", "--embeddings", str(files["emb"]), text1, text2]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {name} has no in-vocabulary word" in err
+    assert "doc1" not in err and "doc2" not in err
+
+
 def test_knn_skips_empty_documents_and_ranks_by_topic(files, capsys):
     args = [
         "wmd",
@@ -88,9 +97,8 @@ def test_knn_skips_empty_documents_and_ranks_by_topic(files, capsys):
     assert set(ranked[:2]) == {"d0", "d2"}
 
 
-def test_classify_writes_predictions_and_resumes(files, capsys):
-    out = files["dir"] / "pred.csv"
-    base = [
+def _classify_args(files, out):
+    return [
         "wmd",
         "classify",
         "--embeddings",
@@ -106,6 +114,11 @@ def test_classify_writes_predictions_and_resumes(files, capsys):
         "--batch",
         "2",
     ]
+
+
+def test_classify_writes_predictions_and_resumes(files, capsys):
+    out = files["dir"] / "pred.csv"
+    base = _classify_args(files, out)
     assert main(base) == 0
     text = capsys.readouterr().out
     assert "4 test documents classified, 0 errors" in text
@@ -114,6 +127,26 @@ def test_classify_writes_predictions_and_resumes(files, capsys):
     out.write_text("\n".join(lines[:3]) + "\n")  # as if interrupted after the first batch
     assert main(base + ["--resume"]) == 0
     assert out.read_text().splitlines() == lines
+
+
+def test_classify_resume_after_a_torn_row_classifies_its_document_again(files, capsys):
+    out = files["dir"] / "pred.csv"
+    assert main(_classify_args(files, out)) == 0
+    full = out.read_bytes()
+    lines = full.decode().splitlines()
+    out.write_bytes(full[: full.index(lines[3].encode()) + 3])  # killed while writing row 3
+    assert main(_classify_args(files, out) + ["--resume"]) == 0
+    assert out.read_text().splitlines() == lines
+    assert "4 test documents classified" in capsys.readouterr().out.splitlines()[-2]
+
+
+def test_classify_resume_on_another_csv_names_the_file_and_columns(files, capsys):
+    out = files["dir"] / "other.csv"
+    out.write_text("step,loss\n1,0.5\n")
+    assert main(_classify_args(files, out) + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "other.csv: cannot resume" in err and "id,label,predicted" in err
+    assert out.read_text() == "step,loss\n1,0.5\n"
 
 
 def test_classify_with_idf(files, capsys):
@@ -171,6 +204,21 @@ def test_cli_errors_are_one_line(files, capsys):
         == 2
     )
     assert "--train: the corpus has no labels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value"),
+    [("classify", "--batch", "0"), ("classify", "--batch", "-1"), ("classify", "-k", "0"),
+     ("knn", "-k", "0")],
+)
+def test_counts_below_one_are_clear_errors(files, capsys, command, option, value):
+    if command == "classify":
+        args = _classify_args(files, files["dir"] / "p.csv")
+    else:
+        args = ["wmd", "knn", "--embeddings", str(files["emb"]), "--corpus",
+                str(files["corpus"]), "--query", "flames"]
+    assert main(args + [option, value]) == 2
+    assert f"{option} must be >= 1, got {value}" in capsys.readouterr().err
 
 
 def test_read_corpus_directory_with_label_folders(tmp_path):

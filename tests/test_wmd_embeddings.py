@@ -74,6 +74,27 @@ def test_gensim_keyedvectors_and_saved_directory(tmp_path, vectors):
     np.testing.assert_array_equal(saved.vectors, vectors)
 
 
+@pytest.mark.parametrize("damage", ["junk", "truncated", "not_keyedvectors"])
+def test_corrupt_gensim_file_names_the_file(tmp_path, vectors, damage):
+    import pickle
+
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(vectors.shape[1])
+    kv.add_vectors(WORDS, vectors)
+    kv.save(str(tmp_path / "w.kv"))
+    good = (tmp_path / "w.kv").read_bytes()
+    data = {
+        "junk": b"\x80\x04junk",
+        "truncated": good[: len(good) // 2],
+        "not_keyedvectors": pickle.dumps({"a": 1}),
+    }[damage]
+    path = tmp_path / "bad.kv"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=r"bad\.kv: not a readable gensim KeyedVectors file"):
+        load_embeddings(path)
+
+
 def test_neither_format_is_a_clear_error(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("hello world\nthis is prose\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from apps.runtime import add_device_arg
 
@@ -110,9 +111,16 @@ def _distance(args: argparse.Namespace) -> int:
     if args.idf:
         wmd.fit([args.text1, args.text2])
     docs = wmd.transform([args.text1, args.text2])
-    for name, oov, n in zip(("text1", "text2"), docs.n_oov, docs.n_tokens):
+    names = ("text1", "text2")
+    for name, oov, n in zip(names, docs.n_oov, docs.n_tokens):
         if oov:
             print(f"{name}: dropped {oov} of {n} tokens (out of vocabulary)")
+    for name, length in zip(names, docs.lengths):
+        if length == 0:  # named here: the model would call it doc1 / doc2
+            raise ValueError(
+                f"{name} has no in-vocabulary word (stop words are dropped unless "
+                "--keep-stop-words): WMD is undefined for an empty document"
+            )
     print(f"{wmd.distance(args.text1, args.text2, method=args.method):.6f}")
     return 0
 
@@ -122,6 +130,7 @@ def _knn(args: argparse.Namespace) -> int:
 
     from apps.wmd.corpus import read_corpus
 
+    _check_at_least_one(args, "k")
     corpus = read_corpus(args.corpus)
     wmd = _model(args).fit(corpus.texts)
     docs = wmd.transform(corpus.texts)
@@ -140,13 +149,12 @@ def _knn(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import numpy as np
 
     from apps.runtime import CSVLogger, progress
     from apps.wmd.corpus import read_corpus
 
+    _check_at_least_one(args, "k", "batch")
     train = read_corpus(args.train, labels_from_dirs=True)
     test = read_corpus(args.test, labels_from_dirs=True)
     for name, c in (("--train", train), ("--test", test)):
@@ -158,10 +166,13 @@ def _classify(args: argparse.Namespace) -> int:
     keep = np.flatnonzero(tr.lengths > 0)
     clf.fit(tr.subset(keep), [train.labels[i] for i in keep])
     out = Path(args.out)
-    done = {row["id"] for row in _rows(out)} if args.resume and out.is_file() else set()
-    todo = [i for i in range(len(test)) if test.ids[i] not in done]
+    if args.resume and out.is_file():
+        _check_predictions_header(out)
     te = wmd.transform(test.texts)
     with CSVLogger(out, resume=args.resume) as log:
+        # read after CSVLogger dropped a torn last row, whose document is classified again
+        done = {row["id"] for row in _rows(out)}
+        todo = [i for i in range(len(test)) if test.ids[i] not in done]
         batches = range(0, len(todo), args.batch)
         for s in progress(batches, total=len(batches), desc="classify", unit="batch"):
             idx = [i for i in todo[s : s + args.batch] if te.lengths[i] > 0]
@@ -180,7 +191,35 @@ def _classify(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rows(path) -> list[dict[str, str]]:
+def _check_at_least_one(args: argparse.Namespace, *names: str) -> None:
+    """Raise ``ValueError`` naming the option (``-k``, ``--batch``) of any ``names`` below 1."""
+    for name in names:
+        if getattr(args, name) < 1:
+            flag = f"-{name}" if len(name) == 1 else f"--{name}"
+            raise ValueError(f"{flag} must be >= 1, got {getattr(args, name)}")
+
+
+PREDICTION_COLUMNS = ["id", "label", "predicted"]
+
+
+def _check_predictions_header(path: Path) -> None:
+    """Raise ``ValueError`` unless ``path`` (resumed by ``classify --resume``) is empty or a
+    predictions CSV: a header of exactly :data:`PREDICTION_COLUMNS` (in any order)."""
+    import csv
+
+    with open(path, newline="") as fh:
+        first = fh.readline()
+    if not first.endswith("\n"):  # empty, or a torn header: CSVLogger starts the file afresh
+        return
+    header = next(csv.reader([first]))
+    if sorted(header) != sorted(PREDICTION_COLUMNS):
+        raise ValueError(
+            f"--out {path}: cannot resume, not a predictions CSV: expected the columns "
+            f"{','.join(PREDICTION_COLUMNS)}, got {','.join(header)}"
+        )
+
+
+def _rows(path: str | Path) -> list[dict[str, str]]:
     import csv
 
     with open(path, newline="") as fh:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -289,8 +290,11 @@ def load_embeddings(path: str | Path, format: str = "auto", cache: bool = True) 
             raise ValueError(f"{path} is a gensim KeyedVectors file; install gensim") from err
         try:
             return Embeddings.from_keyedvectors(KeyedVectors.load(str(path), mmap="r"))
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError,
+                KeyError, TypeError, ValueError) as err:  # what unpickling damaged bytes raises
+            raise ValueError(
+                f"{path}: not a readable gensim KeyedVectors file ({type(err).__name__}: {err})"
+            ) from None
     if fmt not in ("word2vec-text", "word2vec-binary", "glove"):
         raise ValueError(
             "format must be 'auto', 'word2vec-text', 'word2vec-binary', 'glove', 'gensim' or "
