@@ -1,35 +1,39 @@
-"""Atomic checkpoints: write to a temporary file in the same folder, fsync, then rename."""
+"""Atomic files and checkpoints: write to a temporary file in the same folder, fsync, rename."""
 
 from __future__ import annotations
 
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Save ``state`` with ``torch.save`` so that ``path`` is either the old or the new file.
-
-    A crash or Ctrl-C mid-write leaves the previous checkpoint intact (``os.replace`` is atomic).
-    """
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write ``path`` through ``write(fh)`` so that it is either the old or the new file: a temp
+    file in the same folder, fsync, then ``os.replace`` (atomic). A crash or Ctrl-C mid-write
+    leaves the previous file intact and no temp file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Save ``state`` with ``torch.save`` through :func:`atomic_write`."""
+    return atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",

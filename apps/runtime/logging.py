@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 from typing import Any
+
+from apps.runtime.checkpoint import atomic_write
 
 
 class CSVLogger:
     """Write dict rows to ``path``; the first row fixes the columns.
 
-    ``resume=True`` appends to an existing file (checking its header) instead of overwriting it.
+    ``resume=True`` appends to an existing file instead of overwriting it (a row with a column
+    its header lacks is a ``KeyError``).
     Resuming first drops a torn last row (a crash mid-write) and, with ``upto=(column, value)``,
     the rows whose ``column`` exceeds ``value``: those logged after the checkpoint a run resumes
     from, which it is about to log again. ``last`` is the last row kept (``{}`` when none).
@@ -29,10 +31,9 @@ class CSVLogger:
             self.fields = fields
             if rows:
                 self.last = dict(zip(self.fields, rows[-1], strict=False))
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with tmp.open("w", newline="") as fh:
-                csv.writer(fh).writerows([self.fields, *rows])
-            os.replace(tmp, self.path)
+            text = io.StringIO(newline="")
+            csv.writer(text).writerows([self.fields, *rows])
+            atomic_write(self.path, lambda fh: fh.write(text.getvalue().encode()))
             self._fh = self.path.open("a", newline="")
         else:
             self._fh = self.path.open("w", newline="")

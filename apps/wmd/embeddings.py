@@ -19,13 +19,13 @@ import hashlib
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from apps.runtime import progress
+from apps.runtime.checkpoint import atomic_write
 
 
 def cache_dir() -> Path:
@@ -34,25 +34,10 @@ def cache_dir() -> Path:
     return Path(root) / "wdist"
 
 
-def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write ``path`` through a per-process temp file in the same folder + ``os.replace``, so a
-    reader (or an interrupted writer) never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_vocab(directory: Path, words: list[str]) -> None:
     """``vocab.txt``, the completion marker of a saved embedding: written last, atomically."""
     data = ("\n".join(words) + "\n").encode("utf-8")
-    _write_atomic(directory / "vocab.txt", lambda fh: fh.write(data))
+    atomic_write(directory / "vocab.txt", lambda fh: fh.write(data))
 
 
 def _first_nonfinite(vectors: np.ndarray, chunk: int = 65536) -> int | None:
@@ -117,7 +102,7 @@ class Embeddings:
             if "\n" in w:
                 raise ValueError(f"cannot save a word containing a newline: {w!r}")
         (directory / "vocab.txt").unlink(missing_ok=True)
-        _write_atomic(directory / "vectors.npy", lambda fh: np.save(fh, np.asarray(self.vectors)))
+        atomic_write(directory / "vectors.npy", lambda fh: np.save(fh, np.asarray(self.vectors)))
         _write_vocab(directory, self.words)
         return directory
 
