@@ -68,6 +68,10 @@ def test_validation_can_be_switched_off_for_hot_loops():
         assert math.isnan(out.item())  # unchecked: the caller opted out
     finally:
         wdist.set_validation(True)
+    with wdist.set_validation(False):  # as a context manager: off inside, restored after
+        assert math.isnan(wdist.wasserstein_1d(torch.tensor([float("nan")]), torch.ones(1)))
+    with pytest.raises(ValueError, match="NaN"):
+        wdist.wasserstein_1d(torch.tensor([float("nan")]), torch.ones(1))
 
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=64)

@@ -18,10 +18,25 @@ import torch
 _VALIDATE = True
 
 
-def set_validation(enabled: bool) -> None:
-    """Turn the value checks (finite inputs, non-negative weights) on or off globally."""
-    global _VALIDATE
-    _VALIDATE = bool(enabled)
+class set_validation:  # noqa: N801 - a function to its callers, like torch.set_grad_enabled
+    """Turn the value checks (finite inputs, non-negative weights, a device sync each on CUDA)
+    on or off globally; as a context manager, only inside the ``with`` block::
+
+        wdist.set_validation(False)          # from here on
+        with wdist.set_validation(False):    # in a hot loop whose inputs are valid by design
+            ...
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        global _VALIDATE
+        self.previous, _VALIDATE = _VALIDATE, bool(enabled)
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        global _VALIDATE
+        _VALIDATE = self.previous
 
 
 def validation_enabled() -> bool:

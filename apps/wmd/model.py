@@ -168,15 +168,16 @@ class WMD:
     def _exact(self, table: _Table, A: Documents, i: int, B: Documents, j: int) -> float:
         """Exact WMD of ``A[i]`` and ``B[j]``: ``wdist.emd(x, y, a, b, p=1)``, i.e. POT's network
         simplex on the Euclidean cost matrix, which is formed here (exact differences, float64)
-        and handed to ``wdist.emd_from_cost``: the inputs are valid by construction, so the
-        per-pair input checks of ``wdist.emd`` are skipped in this hot loop."""
+        and handed to ``wdist.emd_from_cost`` with the value checks off: the inputs are valid
+        by construction, and the checks cost 60% of a 15 x 18 solve in this hot loop."""
         ia, wa = A.doc(i)
         ib, wb = B.doc(j)
         E = table.cpu64
         x = E[torch.as_tensor(np.searchsorted(table.rows, ia))]
         y = E[torch.as_tensor(np.searchsorted(table.rows, ib))]
         cost = torch.cdist(x, y, compute_mode=bounds.EUCLID)
-        return float(wdist.emd_from_cost(torch.as_tensor(wa), torch.as_tensor(wb), cost))
+        with wdist.set_validation(False):
+            return float(wdist.emd_from_cost(torch.as_tensor(wa), torch.as_tensor(wb), cost))
 
     def _sinkhorn(
         self,
