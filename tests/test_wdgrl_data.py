@@ -67,7 +67,23 @@ def test_load_features_npz_and_csv_roundtrip(tmp_path):
     np.savez(tmp_path / "u.npz", X=X)  # unlabelled target
     assert load_features(tmp_path / "u.npz")[1] is None
     task = make_files_task(tmp_path / "s.npz", tmp_path / "u.npz")
-    assert len(task.Xt) + len(task.Xt_test) == 20 and (task.yt == -1).all()
+    assert len(task.Xt) == 20 and not task.labelled_target  # adapts on all of an unlabelled target
+
+
+def test_files_task_keeps_any_label_values(tmp_path):
+    """-1/+1 (sentiment) and string labels are classes like any other, not "unlabelled"."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3)).astype(np.float32)
+    for y in (np.where(X[:, 0] > 0, 1, -1), np.where(X[:, 0] > 0, "pos", "neg")):
+        np.savez(tmp_path / "s.npz", X=X, y=y)
+        np.savez(tmp_path / "t.npz", X=X + 0.1, y=y)
+        task = make_files_task(tmp_path / "s.npz", tmp_path / "t.npz")
+        assert task.labelled_target and len(task.Xt) == len(task.Xt_test) == 20
+        assert set(task.yt_test.tolist()) <= set(y.tolist())
+    np.savez(tmp_path / "s.npz", X=X, y=np.where(X[:, 0] > 0, 1, -1))
+    np.savez(tmp_path / "t.npz", X=X, y=np.where(X[:, 0] > 0, 1, 2))
+    with pytest.raises(ValueError, match=r"target labels \[2\] never occur in the source"):
+        make_files_task(tmp_path / "s.npz", tmp_path / "t.npz")
 
 
 def test_load_features_errors(tmp_path):

@@ -191,6 +191,26 @@ def test_resume_refuses_other_params_or_data(moons, tmp_path):
     more = WDGRLClassifier(**{**params, "epochs": 3, "hidden": [32]}).fit(
         moons.Xs, moons.ys, moons.Xt, checkpoint=ck, resume=True)
     assert [r["epoch"] for r in more.history_] == [1, 2, 3]
+    # ... but not DANN's: its gradient-reversal schedule is a function of the epoch fraction
+    dann = {**params, "method": "dann"}
+    WDGRLClassifier(**dann).fit(moons.Xs, moons.ys, moons.Xt, checkpoint=tmp_path / "d.pt")
+    with pytest.raises(ValueError, match="epochs: 2 in the checkpoint, 3 now"):
+        WDGRLClassifier(**{**dann, "epochs": 3}).fit(moons.Xs, moons.ys, moons.Xt,
+                                                      checkpoint=tmp_path / "d.pt", resume=True)
+
+
+def test_coral_default_weight_is_the_official_baselines():
+    """WDGRL's code adds 0.01 * l2_loss(C_s - C_t) = 0.005 ||C_s - C_t||^2; our term is
+    ||C_s - C_t||^2 / (4 k^2), so the default weight is 0.02 k^2 for k features."""
+    import torch
+
+    est = WDGRLClassifier(method="coral")
+    aligner = est._make_aligner(feat_dim=50, device=torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    h_s, h_t = torch.randn(64, 50, generator=g), 2 * torch.randn(64, 50, generator=g)
+    d = torch.cov(h_s.T) - torch.cov(h_t.T)
+    official = 0.01 * (d * d).sum() / 2  # tf.nn.l2_loss(t) = sum(t ** 2) / 2
+    torch.testing.assert_close(aligner.loss(h_s, h_t, 0.5), official)
 
 
 def test_coral_with_a_one_sample_last_batch_stays_finite(moons):

@@ -90,6 +90,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "unknown config key(s) ['learning_rate']" in capsys.readouterr().err
     assert main(["wdgrl", "bench", "--methods", "wdgrl", "--config", str(bad)]) == 2
     assert "does not take --config, --methods" in capsys.readouterr().err
+    moons = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "moons10.yaml"
+    assert main(["wdgrl", "--config", str(moons), "--out", str(tmp_path / "typo"),
+                 "--resume"]) == 2  # nothing to resume: not a silent fresh start
+    assert "--resume: no checkpoint under" in capsys.readouterr().err
+    assert main(["wdgrl", "--config", str(moons), "--source", "s.npz"]) == 2
+    assert "read by task 'files' only" in capsys.readouterr().err
 
 
 def test_cli_on_user_feature_files(tmp_path, monkeypatch):

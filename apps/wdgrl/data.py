@@ -35,15 +35,20 @@ TASKS = ("moons", "mnist_mnistm", "mnist_digits", "digits_mnist", "synth_mnist",
 
 @dataclass
 class DomainTask:
-    """Arrays of one adaptation task (inputs float32, labels int64)."""
+    """Arrays of one adaptation task (inputs float32; labels int64, or the user's label values
+    for feature files). ``yt``, ``yt_test`` are None when the target is unlabelled."""
 
     name: str
     Xs: np.ndarray
     ys: np.ndarray
     Xt: np.ndarray
-    yt: np.ndarray
+    yt: np.ndarray | None
     Xt_test: np.ndarray
-    yt_test: np.ndarray
+    yt_test: np.ndarray | None
+
+    @property
+    def labelled_target(self) -> bool:
+        return self.yt_test is not None
 
     def summary(self) -> str:
         return (
@@ -210,11 +215,12 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     Schema (the format of the Amazon-review and Office-Caltech feature sets, one file per domain):
 
     - ``.npz``: array ``X`` of shape ``[n, d]`` (float) and optionally ``y`` of shape ``[n]``
-      (integer class labels). A target file may omit ``y`` (then no target accuracy is reported).
+      (class labels: integers of any sign, e.g. -1/+1, or strings). A target file may omit ``y``
+      (then no target accuracy is reported).
     - ``.csv``: a header row; one column named ``label`` (optional for the target) holding the
-      class, every other column a numeric feature.
+      class as an integer, every other column a numeric feature.
 
-    Returns ``(X float32 [n, d], y int64 [n] or None)``.
+    Returns ``(X float32 [n, d], y [n] (int64, or str for string labels) or None)``.
     """
     path = Path(path)
     if not path.is_file():
@@ -248,14 +254,19 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if y is not None:
         if y.shape != (len(X),):
             raise ValueError(f"{path}: labels must have shape [{len(X)}], got {y.shape}")
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ValueError(f"{path}: labels must be integers")
+        if y.dtype.kind in "US":
+            return _f32(X), y.astype(str)
+        if y.dtype.kind not in "iubf" or (y.dtype.kind == "f" and not (
+                np.isfinite(y).all() and np.all(np.equal(np.mod(y, 1), 0)))):
+            raise ValueError(f"{path}: labels must be integers or strings, got {y.dtype} values "
+                             f"such as {y[:3].tolist()}")
         y = y.astype(np.int64)
     return _f32(X), y
 
 
 def make_files_task(source_path: str | Path, target_path: str | Path, seed: int = 0) -> DomainTask:
-    """Task from the user's source and target feature files; half the target is held out."""
+    """Task from the user's source and target feature files. A labelled target is split in
+    halves (adaptation, test); an unlabelled one is adapted on whole (nothing to score)."""
     Xs, ys = load_features(source_path)
     Xt, yt = load_features(target_path)
     if ys is None:
@@ -265,7 +276,11 @@ def make_files_task(source_path: str | Path, target_path: str | Path, seed: int 
             f"source has {Xs.shape[1]} features but target has {Xt.shape[1]}; they must match"
         )
     if yt is None:  # unlabelled target: adapt on all of it, report nothing on it
-        yt = np.full(len(Xt), -1, np.int64)
+        return DomainTask(Path(target_path).stem, Xs, ys, Xt, None, Xt, None)
+    unseen = sorted(set(np.unique(yt).tolist()) - set(np.unique(ys).tolist()))
+    if unseen:
+        raise ValueError(f"{target_path}: target labels {unseen[:5]} never occur in the source "
+                         f"{source_path}; a source-trained classifier cannot predict them")
     rng = np.random.default_rng(seed)
     return _split_target(Path(target_path).stem, Xs, ys, Xt, yt, len(Xt) // 2, rng)
 
@@ -274,8 +289,8 @@ def make_files_task(source_path: str | Path, target_path: str | Path, seed: int 
 def _split_target(name, Xs, ys, Xt, yt, n_test, rng) -> DomainTask:
     perm = rng.permutation(len(Xt))
     te, ad = perm[:n_test], perm[n_test:]
-    return DomainTask(name, _f32(Xs), ys.astype(np.int64), _f32(Xt[ad]), yt[ad], _f32(Xt[te]),
-                      yt[te])
+    ys = ys if ys.dtype.kind in "US" else ys.astype(np.int64)
+    return DomainTask(name, _f32(Xs), ys, _f32(Xt[ad]), yt[ad], _f32(Xt[te]), yt[te])
 
 
 def _resize(X: np.ndarray, size: int) -> np.ndarray:

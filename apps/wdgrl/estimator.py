@@ -64,7 +64,9 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
     patience : early stopping on the source validation loss: stop after ``patience`` epochs
         without improvement and restore the best epoch (None: train all epochs, keep last).
     val_fraction : share of the source held out for validation (0 allowed when patience is None).
-    dann_weight, coral_weight : weight of the DANN / CORAL term.
+    dann_weight, coral_weight : weight of the DANN / CORAL term; ``coral_weight=None`` is the
+        weight of WDGRL's own CORAL baseline, ``0.01 l2_loss(C_s - C_t) = 0.005 ||C_s - C_t||^2``,
+        i.e. ``0.02 k^2`` for our ``||C_s - C_t||^2 / (4 k^2)`` over ``k`` features.
     seed : seeds initialisation, batching and the penalty's interpolates (deterministic on CPU).
     device : "auto", "cpu", "cuda" or a torch.device.
     verbose : show a progress bar over epochs.
@@ -75,7 +77,7 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         critic_hidden: Sequence[int] = (100,), wd_weight: float = 1.0, gp_weight: float = 10.0,
         n_critic: int = 5, lr: float = 1e-4, critic_lr: float = 1e-4, weight_decay: float = 1e-4,
         batch_size: int = 32, epochs: int = 20, patience: int | None = None,
-        val_fraction: float = 0.1, dann_weight: float = 1.0, coral_weight: float = 1.0,
+        val_fraction: float = 0.1, dann_weight: float = 1.0, coral_weight: float | None = None,
         seed: int = 0, device: str | torch.device = "auto", verbose: bool = False,
     ) -> None:
         self.method = method
@@ -111,8 +113,9 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         eval_set : optional ``(X, y)`` of labelled target data, only logged as ``target_acc``.
         checkpoint : file rewritten atomically after every epoch; with ``resume=True`` training
             continues from it (same seed -> the same final model as an uninterrupted run). The
-            checkpoint must come from the same parameters (``epochs``, ``verbose`` and
-            ``device`` may change) and the same data, else ``ValueError`` names what differs.
+            checkpoint must come from the same parameters (``epochs``, except for DANN,
+            ``verbose`` and ``device`` may change) and the same data, else ``ValueError`` names
+            what differs. A missing file starts a fresh run, which then writes it.
         log_csv : one row per epoch (see :attr:`history_`); on resume it is rewritten from the
             checkpoint's history, so it always matches the checkpoint.
         """
@@ -295,16 +298,18 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         if self.method == "dann":
             return DANNAligner(feat_dim, list(self.critic_hidden), self.dann_weight, device)
         if self.method == "coral":
-            return CORALAligner(self.coral_weight)
+            weight = 0.02 * feat_dim**2 if self.coral_weight is None else self.coral_weight
+            return CORALAligner(weight)
         return Aligner()
 
     def _check_resumable(
         self, ck: dict[str, Any], fingerprint: dict[str, Any], path: str | Path
     ) -> None:
         """Raise if checkpoint ``ck`` was written for other parameters or other data."""
-        saved = {k: _plain(v) for k, v in ck.get("params", {}).items()
-                 if k not in _RESUME_FREE}
-        now = {k: _plain(v) for k, v in self.get_params().items() if k not in _RESUME_FREE}
+        # DANN's reversal coefficient follows the fraction of epochs done: its epochs are fixed
+        free = [k for k in _RESUME_FREE if not (k == "epochs" and self.method == "dann")]
+        saved = {k: _plain(v) for k, v in ck.get("params", {}).items() if k not in free}
+        now = {k: _plain(v) for k, v in self.get_params().items() if k not in free}
         diff = [f"{k}: {saved.get(k)!r} in the checkpoint, {now.get(k)!r} now"
                 for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
         old = ck.get("fingerprint", fingerprint)
@@ -326,6 +331,8 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("wd_weight", "gp_weight", "weight_decay", "dann_weight", "coral_weight"):
+            if name == "coral_weight" and self.coral_weight is None:
+                continue
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.val_fraction < 1:

@@ -51,7 +51,7 @@ class WDGRLConfig:
     patience: int | None = None
     val_fraction: float = 0.1
     dann_weight: float = 1.0
-    coral_weight: float = 1.0
+    coral_weight: float | None = None  # None: WDGRL's own baseline weight, 0.02 k^2
     seeds: int = 3
     w1_check_samples: int = 500
     w1_refit_steps: int = 1500
@@ -62,6 +62,9 @@ class WDGRLConfig:
             raise ValueError(f"methods {bad} unknown; choose from {[*ALL_METHODS, PEER]}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.task != "files" and (self.source_path or self.target_path):
+            raise ValueError(f"source_path / target_path (--source / --target) are read by task "
+                             f"'files' only, got task {self.task!r}")
 
     @property
     def name(self) -> str:
@@ -95,7 +98,7 @@ def run_experiment(
     """
     out_dir = Path(out_dir)
     task = build_task(cfg)
-    labelled_target = bool((task.yt_test >= 0).all())
+    labelled_target = task.labelled_target
     result: dict[str, Any] = {"task": cfg.name, "summary": task.summary(),
                               "config": dataclasses.asdict(cfg), "methods": {}, "w1_check": [],
                               "models": {}}
@@ -103,14 +106,14 @@ def run_experiment(
         accs, secs, hists = [], [], []
         for seed in range(cfg.seeds):
             t0 = time.perf_counter()
+            if method in (PEER, "target_only") and not labelled_target:
+                break  # both need target labels (to score, to train on)
             if method == PEER:
                 from apps.wdgrl.peer import skada_dann_accuracy
 
                 accs.append(skada_dann_accuracy(cfg, task, seed, device))
                 secs.append(time.perf_counter() - t0)
                 continue
-            if method == "target_only" and not labelled_target:
-                break
             est = cfg.estimator("source_only" if method == "target_only" else method, seed,
                                 device)
             est.verbose = verbose

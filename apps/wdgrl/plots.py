@@ -55,14 +55,17 @@ def plot_features(task: Any, models: dict[str, Any], path: Path, n: int = 600) -
     rng = np.random.default_rng(0)
     i = rng.choice(len(task.Xs), min(n, len(task.Xs)), replace=False)
     j = rng.choice(len(task.Xt_test), min(n, len(task.Xt_test)), replace=False)
+    classes = np.unique(task.ys)  # colour = class index (labels may be -1/+1 or strings)
+    c_src = np.searchsorted(classes, task.ys[i])
+    tgt_colour = (dict(c=np.searchsorted(classes, task.yt_test[j]), cmap="tab10", vmin=0, vmax=9)
+                  if task.labelled_target else dict(c="grey"))
     for ax, method in zip(axes[0], shown):
         hs, ht = models[method].transform(task.Xs[i]), models[method].transform(task.Xt_test[j])
         z = PCA(2, random_state=0).fit_transform(np.concatenate([hs, ht]))
         zs, zt = z[: len(i)], z[len(i) :]
-        ax.scatter(zs[:, 0], zs[:, 1], c=task.ys[i], cmap="tab10", marker="o", s=8,
+        ax.scatter(zs[:, 0], zs[:, 1], c=c_src, cmap="tab10", marker="o", s=8,
                    alpha=0.6, vmin=0, vmax=9)
-        ax.scatter(zt[:, 0], zt[:, 1], c=task.yt_test[j], cmap="tab10", marker="x", s=10,
-                   alpha=0.6, vmin=0, vmax=9)
+        ax.scatter(zt[:, 0], zt[:, 1], marker="x", s=10, alpha=0.6, **tgt_colour)
         label = "before adaptation (source-only)" if method == "source_only" else "after WDGRL"
         ax.set_title(f"{label}\no = source, x = target, colour = class", fontsize=10)
         ax.set_xticks([])

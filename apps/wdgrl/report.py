@@ -26,6 +26,7 @@ def run_one(
     """``wdist wdgrl --config ...``: one task, all its methods × seeds, table + plots."""
     cfg = load_config(WDGRLConfig, config, overrides)
     out = Path(out)
+    _check_resume(resume, out / "runs" / cfg.name)
     result = _run(cfg, out, device, resume, verbose=True)
     rows = [_public(result)]
     write_report(rows, out, f"{cfg.name}", device)
@@ -38,6 +39,7 @@ def run_bench(
 ) -> list[dict[str, Any]]:
     """``wdist wdgrl bench``: every task in :data:`BENCH` × its methods × seeds."""
     out = Path(out)
+    _check_resume(resume, out / "runs")
     rows = []
     for name in BENCH:
         cfg = load_config(WDGRLConfig, CONFIG_DIR / f"{name}.yaml",
@@ -46,6 +48,14 @@ def run_bench(
         rows.append(_public(_run(cfg, out, device, resume, verbose=False)))
         write_report(rows, out, "bench", device)  # partial results survive a Ctrl-C
     return rows
+
+
+def _check_resume(resume: bool, runs: Path) -> None:
+    """``--resume`` with nothing to resume under ``runs`` is an error (a mistyped ``--out``), not
+    a silent fresh start; runs not started yet under a partly done folder start afresh."""
+    if resume and not any(runs.rglob("*_seed*.pt")):
+        raise FileNotFoundError(f"--resume: no checkpoint under {runs} (run without --resume "
+                                "to start afresh)")
 
 
 def _run(cfg: WDGRLConfig, out: Path, device: str, resume: bool, verbose: bool) -> dict:
@@ -77,8 +87,8 @@ def _print_result(result: dict[str, Any]) -> None:
     for c in result["w1_check"]:
         print(f"  critic W1 {c['critic_w1']:.4f} (certified {c['critic_cert']:.4f}, pairs refit "
               f"{c['refit_cert']:.4f}) vs emd {c['emd_w1']:.4f} (refit rel. err "
-              f"{c['refit_rel_error']:.1%}; fresh samples {c['fresh_cert']:.4f} vs emd "
-              f"{c['fresh_emd']:.4f}; emd floor {c['emd_floor']:.4f})", flush=True)
+              f"{c['refit_rel_error']:.1%}; fresh samples {_fresh(c)}; emd floor "
+              f"{c['emd_floor']:.4f})", flush=True)
 
 
 def write_report(rows: list[dict[str, Any]], out: Path, name: str, device: str) -> Path:
