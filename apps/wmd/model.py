@@ -199,7 +199,8 @@ class WMD:
             x, wx = table.padded(*a, pa)
             y, wy = table.padded(*b, pb)
             cost = wdist.sinkhorn(
-                x, y, wx, wy, p=1, blur=self.blur, debias=self.debias, diameter=table.diameter
+                x, y, wx, wy, p=1, blur=self.blur, debias=self.debias, diameter=table.diameter,
+                tol=None,  # the value only: the epsilon schedule, no polishing of the plan
             )
             out[s : s + len(pa)] = cost.detach().cpu().numpy()
         return out
