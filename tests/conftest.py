@@ -3,8 +3,12 @@ import os
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
 
 os.environ.setdefault("WDIST_NO_PROGRESS", "1")
+# Property tests draw the same examples on every run (deterministic CI); no example database.
+settings.register_profile("wdist", derandomize=True, database=None)
+settings.load_profile("wdist")
 torch.set_num_threads(1)  # small problems: threads only add sync overhead
 
 

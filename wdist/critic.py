@@ -212,7 +212,11 @@ def certified_w1(
     est = phi.mean() - psi.mean()
     if est <= 0 or slope <= 0:
         return torch.zeros((), dtype=torch.float64, device=x.device)
-    return est / slope
+    bound = est / slope
+    if not torch.isfinite(bound):
+        raise ValueError("certified_w1: the critic's outputs or the distances overflow float64 "
+                         "(rescale the data)")
+    return bound
 
 
 class WassersteinCritic:

@@ -580,7 +580,7 @@ def sinkhorn(
     reach: float | None = None,
     diameter: float | None = None,
     tol: float | None = 1e-3,
-    max_iter: int | None = None,
+    max_iter: int = 1000,
     backend: str = "auto",
     return_plan: bool = False,
     return_potentials: bool = False,
@@ -622,8 +622,8 @@ def sinkhorn(
             for uniform weights). The returned dual value is typically much closer than ``tol``: its
             error is second order in the potentials' error. None stops right after the schedule
             (GeomLoss's behaviour: fast, accurate value, less accurate plan).
-        max_iter: cap on those extra iterations (default 1000); reaching it before ``tol``
-            gives a ``RuntimeWarning``, never a silent stop.
+        max_iter: cap on those extra iterations; reaching it before ``tol`` gives a
+            ``RuntimeWarning``, never a silent stop.
         backend: ``"dense"``, ``"online"`` (O(n + m) memory) or ``"auto"``: dense when what it
             holds fits in ``2^28`` elements (1 GB in float32): without autograd one ``n x m``
             buffer for the largest problem (twice that for ``p != 2``), with autograd the costs
@@ -643,7 +643,7 @@ def sinkhorn(
         raise ValueError(f"scaling must be in (0, 1), got {scaling!r}")
     check_positive(tol, "tol", allow_none=True)
     check_positive(diameter, "diameter", allow_none=True)
-    max_iter = None if max_iter is None else check_int(max_iter, "max_iter", 1)
+    max_iter = check_int(max_iter, "max_iter", 1)
     for flag, name in ((debias, "debias"), (return_plan, "return_plan"),
                        (return_potentials, "return_potentials")):
         if not isinstance(flag, bool):
@@ -680,8 +680,6 @@ def sinkhorn(
         elems = bsz * (sum(sizes) if needs_grad else max(sizes) * (1 if p == 2 else 2))
         limit = 2**28  # 1 GB in float32
         backend = "dense" if elems <= limit else "online"
-    if max_iter is None:
-        max_iter = 1000
     if return_plan and backend == "online":
         raise ValueError(
             "return_plan needs backend='dense'; the online backend never stores the "
