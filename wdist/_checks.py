@@ -208,9 +208,10 @@ def check_cost_range(
 
 def point_spread(*clouds: torch.Tensor) -> float:
     """Diagonal of the bounding box of all the points (an upper bound on their distances)."""
-    with torch.no_grad():
-        pts = torch.cat([c.reshape(-1, c.shape[-1]) for c in clouds])
-        return float((pts.amax(0).double() - pts.amin(0).double()).norm())
+    with torch.no_grad():  # per-cloud min / max: no copy of the points
+        lo, hi = zip(*(torch.aminmax(c.reshape(-1, c.shape[-1]), dim=0) for c in clouds))
+        low, high = torch.stack(lo).amin(0), torch.stack(hi).amax(0)
+        return float((high.double() - low.double()).norm())
 
 
 def check_positive(value: Any, name: str, allow_none: bool = False) -> Any:
