@@ -51,6 +51,14 @@ CLEAR_ERRORS = (ValueError, TypeError)
         (lambda: wdist.certified_w1(lambda t: 10 * t[:, 0], torch.zeros(1, 2).double(),
                                     torch.from_numpy(np.array([[-1e308, 0.0], [0.0, 0.0]]))),
          "overflow"),
+        (lambda: wdist.quantile_function(torch.tensor([0.5]), torch.tensor([-1.0, float("nan")]),
+                                         torch.tensor([0.0, 1.0])), "cdf contains NaN"),
+        (lambda: wdist.quantile_function(torch.tensor([1.5]), torch.tensor([0.5, 1.0]),
+                                         torch.tensor([0.0, 1.0])), "qs must be levels"),
+        (lambda: wdist.gaussian_w2(np.full(2, 1e300), np.eye(2), np.zeros(2), np.eye(2)),
+         "overflows"),
+        (lambda: wdist.generator_loss(torch.nn.Linear(2, 1), torch.full((3, 2), float("nan"))),
+         "fake contains NaN"),
         (lambda: wdist.pair_penalty(torch.nn.Linear(2, 1), torch.ones(3, 2), torch.ones(4, 3)),
          "same sample shape"),
         (lambda: wdist.gradient_penalty(torch.nn.Linear(2, 1), np.ones((3, 2)), np.ones((3, 2))),
@@ -127,10 +135,22 @@ FUNCS = {
     "frechet": lambda x, y, a: wdist.frechet_distance(x, y),
     "certified_w1": lambda x, y, a: wdist.certified_w1(_linear_critic(x), _t(x), _t(y)),
     "pair_penalty": lambda x, y, a: wdist.pair_penalty(_linear_critic(x), _t(x), _t(y)),
+    "critic_loss": lambda x, y, a: wdist.critic_loss(_linear_critic(x), _t(x), _t(y)),
+    "generator_loss": lambda x, y, a: wdist.generator_loss(_linear_critic(x), _t(y)),
+    "gradient_penalty": lambda x, y, a: wdist.gradient_penalty(
+        _linear_critic(x), _t(x), _t(x).flip(0)),
+    "emd_from_cost": lambda x, y, a: wdist.emd_from_cost(a, None, torch.cdist(_t(x), _t(y))),
+    "quantile_function": lambda x, y, a: wdist.quantile_function(
+        torch.linspace(0, 1, 5, dtype=torch.float64), torch.cumsum(_t(a), 0) / _t(a).sum(),
+        torch.sort(_t(x[:, 0])).values),
+    "gaussian_w2": lambda x, y, a: wdist.gaussian_w2(
+        _t(x[0]), torch.eye(x.shape[1], dtype=torch.float64), _t(y[0]),
+        torch.eye(x.shape[1], dtype=torch.float64)),
 }
 
 
-WEIGHTED = {"emd", "sinkhorn", "sinkhorn_online", "sliced", "max_sliced", "one_d"}
+WEIGHTED = {"emd", "sinkhorn", "sinkhorn_online", "sliced", "max_sliced", "one_d",
+            "emd_from_cost", "quantile_function"}
 
 
 def _t(x):

@@ -168,6 +168,8 @@ def generator_loss(critic: nn.Module, fake: torch.Tensor) -> torch.Tensor:
     r"""The generator's loss :math:`-\mathbb{E} f(\text{fake})`."""
     if not isinstance(fake, torch.Tensor) or fake.dim() < 2 or fake.shape[0] == 0:
         raise ValueError("fake must be a non-empty batch tensor [B, ...]")
+    if validation_enabled() and not bool(torch.isfinite(fake).all()):  # a sync, as in critic_loss
+        raise ValueError("fake contains NaN or inf")
     return -_mean_output(critic, fake)
 
 

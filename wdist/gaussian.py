@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from wdist._checks import as_tensor, check_points, check_psd
+from wdist._checks import as_tensor, check_points, check_psd, validation_enabled
 
 
 def _psd_sqrt(mat: torch.Tensor, inverse: bool = False) -> torch.Tensor:
@@ -102,7 +102,11 @@ def _gaussian_w2(
             "cov1/cov2: the eigendecomposition failed; the covariances are too ill-conditioned "
             f"or too large for {c1.dtype} (rescale the inputs)"
         ) from err
-    return ((m1 - m2) ** 2).sum(-1) + (trace - 2 * cross).clamp_min(0)
+    out = ((m1 - m2) ** 2).sum(-1) + (trace - 2 * cross).clamp_min(0)
+    if validation_enabled() and not bool(torch.isfinite(out).all()):
+        raise ValueError(f"gaussian_w2 overflows {out.dtype}: the means or covariances are too "
+                         "large (rescale the inputs)")
+    return out
 
 
 def frechet_distance(feats1: Any, feats2: Any) -> torch.Tensor:

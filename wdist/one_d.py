@@ -39,14 +39,24 @@ def _sorted(t: torch.Tensor) -> torch.Tensor:
     return t.sort(-1).values
 
 
-def quantile_function(
-    qs: torch.Tensor, cdf: torch.Tensor, sorted_values: torch.Tensor
-) -> torch.Tensor:
+def quantile_function(qs: Any, cdf: Any, sorted_values: Any) -> torch.Tensor:
     """Generalised inverse ``F^{-1}(q) = inf{x : F(x) >= q}`` of a discrete distribution.
 
     ``cdf`` and ``sorted_values`` are ``[..., n]`` (cumulative weights of the sorted support),
     ``qs`` is ``[..., k]`` of levels in [0, 1]; returns ``[..., k]``.
     """
+    qs = as_tensor(qs, "qs")
+    cdf = as_tensor(cdf, "cdf", like=qs)
+    sorted_values = as_tensor(sorted_values, "sorted_values", like=qs)
+    if cdf.shape != sorted_values.shape or cdf.shape[-1:] == (0,):
+        raise ValueError(f"cdf and sorted_values must have the same non-empty shape [..., n], got "
+                         f"{list(cdf.shape)} and {list(sorted_values.shape)}")
+    if validation_enabled() and not bool(((qs >= 0) & (qs <= 1)).all()):  # NaN/inf: as_tensor
+        raise ValueError("qs must be levels in [0, 1]")
+    return _quantile(qs, cdf, sorted_values)
+
+
+def _quantile(qs: torch.Tensor, cdf: torch.Tensor, sorted_values: torch.Tensor) -> torch.Tensor:
     idx = torch.searchsorted(cdf.contiguous(), qs.contiguous(), right=False)
     idx = idx.clamp_(max=sorted_values.shape[-1] - 1)
     return torch.gather(sorted_values, -1, idx)
@@ -104,7 +114,7 @@ def wasserstein_1d(
     u_cdf = torch.cumsum(torch.gather(uw, -1, u_idx), -1)
     v_cdf = torch.cumsum(torch.gather(vw, -1, v_idx), -1)
     qs = torch.cat([u_cdf, v_cdf], -1).sort(-1).values
-    u_q = quantile_function(qs, u_cdf, u_sorted)
-    v_q = quantile_function(qs, v_cdf, v_sorted)
+    u_q = _quantile(qs, u_cdf, u_sorted)  # inputs checked above
+    v_q = _quantile(qs, v_cdf, v_sorted)
     delta = torch.diff(qs, dim=-1, prepend=torch.zeros_like(qs[..., :1]))
     return (delta * (u_q - v_q).abs().pow(p)).sum(-1)
