@@ -79,14 +79,17 @@ def sinkhorn_convergence_figure(path: Path) -> Path:
     rel = {True: [], False: []}
     for debias in (True, False):
         for blur in blurs:
-            val = wdist.sinkhorn(x, y, p=2, blur=blur, debias=debias).item()
+            # the value after the epsilon schedule (tol=None): at blur 1e-3 the plan would need
+            # more than 2e4 iterations to meet the default tol; the value moves by < 1e-4
+            val = wdist.sinkhorn(x, y, p=2, blur=blur, debias=debias, tol=None).item()
             rel[debias].append(abs(val - exact) / exact)
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.loglog(blurs, rel[True], "o-", label=r"debiased $S_\varepsilon$")
     ax.loglog(blurs, rel[False], "s-", label=r"entropic $OT_\varepsilon$")
     ax.set_xlabel("blur ($\\varepsilon^{1/p}$)")
     ax.set_ylabel("|sinkhorn - emd| / emd")
-    ax.set_title(f"Sinkhorn -> exact $W_2^2$ = {exact:.4f} (n=400, m=300)")
+    ax.set_title(f"Sinkhorn (tol=None) -> exact $W_2^2$ = {exact:.4f} (n=400, m=300)",
+                 fontsize=10)
     ax.invert_xaxis()
     ax.legend()
     save_figure(fig, path)

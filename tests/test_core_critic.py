@@ -33,7 +33,7 @@ def test_gp_critic_estimate(gaussians):
     assert est_strong == pytest.approx(exact, rel=0.10)
     # the soft constraint's documented bias at the paper's lam = 10: slope ~ 1 + W1 / (2 lam)
     _, est = _trained("gp", real, fake, lam=10.0)
-    assert 1.0 < est / exact < 1 + exact / 20 + 0.05
+    assert est / exact == pytest.approx(1 + exact / (2 * 10.0), abs=0.03)  # measured 1.115
 
 
 def test_one_sided_gp_critic_estimate(gaussians):
@@ -62,7 +62,7 @@ def test_sn_critic_estimate_and_sigma(gaussians):
 def test_clip_critic_underestimates(gaussians):
     real, fake, exact = gaussians
     critic, est = _trained("clip", real, fake, steps=200)
-    assert 0 < est < 0.01 * exact  # K * W1 with K ~ 1e-3 for this architecture (see critic.py)
+    assert 5e-4 < est / exact < 3e-3  # K * W1 with K ~ 1e-3 for this architecture (see critic.py)
     assert all(p.abs().max() <= 0.01 + 1e-12 for p in critic.module.parameters())
 
 
