@@ -19,6 +19,15 @@ APPS = {
 }
 
 
+def _missing_extras(err: ModuleNotFoundError) -> str | None:
+    """The message for a missing third-party module (None for our own: that is a bug)."""
+    top = (err.name or "").split(".")[0]
+    if not top or top in ("apps", "wdist"):
+        return None
+    return (f"needs the applications' dependencies: pip install 'wdist[apps]' "
+            f"(missing module {top!r})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wdist",
@@ -32,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
             if err.name and module.startswith(err.name):
                 continue
             raise
-        mod.register(sub)
+        mod.register(sub)  # cheap: each app imports its dependencies when its command runs
     return parser
 
 
@@ -45,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
         print(f"wdist {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        why = _missing_extras(err)
+        if why is None:
+            raise
+        print(f"wdist {args.command}: error: {why}", file=sys.stderr)
         return 2
 
 

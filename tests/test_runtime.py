@@ -141,6 +141,28 @@ def test_cli_help_lists_commands_and_is_fast():
     out = subprocess.run([sys.executable, "-m", "apps.cli", "--help"], capture_output=True,
                          text=True, env=env, timeout=60)
     assert out.returncode == 0 and "COMMAND" in out.stdout
+    heavy = ("torch", "sklearn", "yaml", "tqdm", "matplotlib", "gymnasium", "gensim")
+    code = ("import sys; from apps.cli import build_parser; build_parser(); "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr  # --help loads none of them
+
+
+def test_cli_without_the_apps_dependencies_says_what_to_install():
+    """A core-only install (here: PyYAML blocked): --help works and lists every command; running
+    one says which extra to install instead of printing a traceback."""
+    code = ("import sys; sys.modules['yaml'] = None; from apps.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = [sys.executable, "-c", code]
+    out = subprocess.run([*run, "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "qrdqn" in out.stdout
+    out = subprocess.run([*run, "qrdqn", "train", "--config", "x.yaml"], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "pip install 'wdist[apps]' (missing module 'yaml')" in out.stderr
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -10,8 +10,9 @@ from apps.qrdqn.agent import train
 from apps.qrdqn.config import QRDQNConfig
 from apps.qrdqn.plot import plot_curves
 from apps.runtime import load_config
+from apps.runtime.config import builtin_configs
 
-CONFIG = Path(__file__).resolve().parents[2] / "configs" / "qrdqn" / "cartpole.yaml"
+CONFIG = builtin_configs("qrdqn") / "cartpole.yaml"
 
 
 def run(out_dir: Path, device: torch.device) -> list[Path]:

@@ -1,12 +1,28 @@
-"""What every trainer needs once: config, checkpoints, logs, progress, device, seeding."""
+"""What every trainer needs once: config, checkpoints, logs, progress, device, seeding.
 
-from apps.runtime.checkpoint import load_checkpoint, save_checkpoint
-from apps.runtime.config import ConfigError, check_resumable, load_config
-from apps.runtime.device import add_device_arg, resolve_device
-from apps.runtime.logging import CSVLogger
+The names are imported on first use (PEP 562), so that ``wdist --help`` does not load torch,
+PyYAML or tqdm, and works in a core-only install.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# bound now, since the function shadows its module's name (a light import: tqdm loads on use)
 from apps.runtime.progress import progress
-from apps.runtime.seeding import seed_everything
 
+_WHERE = {
+    "CSVLogger": "logging",
+    "ConfigError": "config",
+    "add_device_arg": "device",
+    "check_resumable": "config",
+    "load_checkpoint": "checkpoint",
+    "load_config": "config",
+    "resolve_device": "device",
+    "save_checkpoint": "checkpoint",
+    "seed_everything": "seeding",
+}
 __all__ = [
     "CSVLogger",
     "ConfigError",
@@ -19,3 +35,16 @@ __all__ = [
     "save_checkpoint",
     "seed_everything",
 ]
+
+if TYPE_CHECKING:
+    from apps.runtime.checkpoint import load_checkpoint, save_checkpoint
+    from apps.runtime.config import ConfigError, check_resumable, load_config
+    from apps.runtime.device import add_device_arg, resolve_device
+    from apps.runtime.logging import CSVLogger
+    from apps.runtime.seeding import seed_everything
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'apps.runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"apps.runtime.{_WHERE[name]}"), name)

@@ -75,6 +75,16 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     return cls(**kwargs)
 
 
+def builtin_configs(app: str) -> Path:
+    """The folder of ``app``'s shipped configs: ``configs/<app>`` in a repository checkout, the
+    copy the wheel carries as ``apps/configs/<app>`` in an installed one."""
+    for root in (Path(__file__).resolve().parents[2] / "configs",  # the repository
+                 Path(__file__).resolve().parents[1] / "configs"):  # the installed wheel
+        if (root / app).is_dir():
+            return root / app
+    raise FileNotFoundError(f"the built-in configs of {app!r} are missing from this install")
+
+
 def load_config(
     cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> T:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -20,6 +22,8 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Map ``auto``/``cpu``/``cuda[:i]`` to a ``torch.device``; a clear error if CUDA is absent."""
+    import torch  # here, so that parsing --device (and wdist --help) does not load torch
+
     if isinstance(device, torch.device):
         return device
     if device == "auto":

@@ -10,11 +10,12 @@ import numpy as np
 import torch
 
 from apps.runtime import load_config, resolve_device
+from apps.runtime.config import builtin_configs
 from apps.runtime.machine import machine_info, markdown_header
 from apps.wdgrl.experiment import ALL_METHODS, PEER, WDGRLConfig, build_task, run_experiment
 from apps.wdgrl.plots import plot_curves, plot_features, plot_summary
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "wdgrl"
+CONFIG_DIR = builtin_configs("wdgrl")
 BENCH = ("moons10", "moons30", "moons50", "moons70", "moons90", "mnist_digits", "digits_mnist",
          "synth_mnist", "mnist_mnistm")
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from apps.runtime import load_config
+from apps.runtime.config import builtin_configs
 from apps.runtime.figures import save_figure
 from apps.runtime.logging import read_csv
 from apps.runtime.machine import command_line, describe, machine_info
@@ -34,7 +35,7 @@ from apps.wgan.evaluate import generate, image_metrics, toy_w1_floor
 from apps.wgan.features import FeatureExtractor
 from apps.wgan.trainer import Trainer
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "wgan"
+CONFIGS = builtin_configs("wgan")
 SEEDS = (0, 1, 2)
 
 

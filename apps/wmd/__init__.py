@@ -1,16 +1,27 @@
 """Word Mover's Distance (Kusner et al., ICML 2015) on the wdist core: exact and batched-Sinkhorn
 WMD, WCD/RWMD lower bounds, prefetch-and-prune k-NN search and k-NN classification."""
 
-from apps.wmd.classifier import WMDKNeighborsClassifier, knn_vote
-from apps.wmd.embeddings import Embeddings, load_embeddings
-from apps.wmd.model import WMD
-from apps.wmd.nbow import Documents, encode, fit_idf
-from apps.wmd.text import tokenize
+from __future__ import annotations
 
+import importlib
+from typing import Any
+
+# names import on first use (PEP 562): `wdist --help` does not load torch or scikit-learn
+_WHERE = {
+    "Documents": "nbow",
+    "Embeddings": "embeddings",
+    "WMD": "model",
+    "WMDKNeighborsClassifier": "classifier",
+    "encode": "nbow",
+    "fit_idf": "nbow",
+    "knn_vote": "classifier",
+    "load_embeddings": "embeddings",
+    "tokenize": "text",
+}
 __all__ = [
-    "WMD",
     "Documents",
     "Embeddings",
+    "WMD",
     "WMDKNeighborsClassifier",
     "encode",
     "fit_idf",
@@ -18,3 +29,9 @@ __all__ = [
     "load_embeddings",
     "tokenize",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'apps.wmd' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"apps.wmd.{_WHERE[name]}"), name)
