@@ -78,6 +78,7 @@ def gradient_penalty(
     per sample; inputs ``[B, ...]`` of any sample shape (the norm is over all non-batch dims).
     ``one_sided=True`` penalises only norms above 1: :math:`\lambda\,\mathbb{E}[\max(0, \|\nabla
     f\| - 1)^2]`. Built with ``create_graph=True`` so that it trains the critic.
+    Returns a 0-dim tensor.
     """
     _check_pair(real, fake)
     return lam * _penalty(critic, real, fake, one_sided)[0]
@@ -151,7 +152,10 @@ def critic_loss(
 ) -> torch.Tensor:
     r"""The critic's loss :math:`\mathbb{E} f(\text{fake}) - \mathbb{E} f(\text{real})`
     (+ :func:`gradient_penalty` when ``lipschitz="gp"``, + :func:`pair_penalty` when
-    ``lipschitz="pairs"``): minimising it maximises the W1 estimate."""
+    ``lipschitz="pairs"``): minimising it maximises the W1 estimate.
+
+    ``real [B, ...]``, ``fake [B', ...]`` of the same sample shape; ``critic`` maps ``[B, ...]``
+    to ``[B]`` or ``[B, 1]``. Returns a 0-dim tensor."""
     _check_pair(real, fake)
     if lipschitz not in LIPSCHITZ:
         raise ValueError(f"lipschitz must be one of {LIPSCHITZ}, got {lipschitz!r}")
@@ -165,7 +169,10 @@ def critic_loss(
 
 
 def generator_loss(critic: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-    r"""The generator's loss :math:`-\mathbb{E} f(\text{fake})`."""
+    r"""The generator's loss :math:`-\mathbb{E} f(\text{fake})`.
+
+    ``fake [B, ...]``; ``critic`` maps ``[B, ...]`` to ``[B]`` or ``[B, 1]``. Returns a 0-dim
+    tensor."""
     if not isinstance(fake, torch.Tensor) or fake.dim() < 2 or fake.shape[0] == 0:
         raise ValueError("fake must be a non-empty batch tensor [B, ...]")
     if validation_enabled() and not bool(torch.isfinite(fake).all()):  # a sync, as in critic_loss
@@ -222,7 +229,15 @@ def certified_w1(
 
 
 class WassersteinCritic:
-    """A critic network, its Lipschitz method and its optimiser: the one W1 critic loop.
+    r"""A critic network, its Lipschitz method and its optimiser: the one W1 critic loop.
+
+    It estimates the Kantorovich–Rubinstein dual
+
+    .. math::  W_1(P, Q) = \sup_{\|f\|_L \le 1}
+               \mathbb{E}_{x \sim P} f(x) - \mathbb{E}_{y \sim Q} f(y)
+
+    with ``f`` the critic network (P: real, Q: fake) and the sup replaced by training ``f``
+    under the chosen Lipschitz constraint (see the module docstring for what each estimates).
 
     Args:
         module: the critic network ``f: [B, ...] -> [B] or [B, 1]``.
@@ -313,7 +328,11 @@ class WassersteinCritic:
         batch_size: int = 256,
         generator: torch.Generator | None = None,
     ) -> list[dict[str, float]]:
-        """Train the critic on two fixed sample sets for ``steps`` minibatch updates."""
+        """Train the critic on two fixed sample sets for ``steps`` minibatch updates.
+
+        ``real [n, ...]``, ``fake [m, ...]`` of the same sample shape; each step draws
+        ``batch_size`` rows of each with replacement. Returns ``steps`` dicts, as :meth:`step`.
+        """
         hist = []
         for _ in range(steps):
             i = torch.randint(len(real), (batch_size,), generator=generator).to(real.device)
@@ -322,8 +341,10 @@ class WassersteinCritic:
         return hist
 
     def state_dict(self) -> dict[str, Any]:
+        """The critic's and the optimiser's state: ``{"module": ..., "optimizer": ...}``."""
         return {"module": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the critic and the optimiser from a :meth:`state_dict` output."""
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])

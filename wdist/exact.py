@@ -44,6 +44,8 @@ def emd_from_cost(
     ``cost`` (through the fixed optimal plan) and w.r.t. ``a``, ``b`` (through the centred dual
     potentials), as in ``ot.emd2``. Raises ``RuntimeError`` if the solver stops before optimality;
     invalid inputs are a ``ValueError``/``TypeError`` naming the argument.
+
+    Returns a 0-dim tensor (the cost), or ``(cost, plan [n, m])`` with ``return_plan=True``.
     """
     import ot  # POT is only needed here; keep `import wdist` light
 

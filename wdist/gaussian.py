@@ -114,6 +114,7 @@ def frechet_distance(feats1: Any, feats2: Any) -> torch.Tensor:
     between Gaussians fitted (mean, unbiased covariance) to ``feats1 [n, d]`` and ``feats2 [m, d]``.
 
     With Inception-v3 pool features this is FID (Heusel et al. 2017); any feature extractor works.
+    Returns a 0-dim tensor.
     """
     f1 = check_points(as_tensor(feats1, "feats1"), "feats1")
     f2 = check_points(as_tensor(feats2, "feats2", like=f1), "feats2")

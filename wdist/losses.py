@@ -9,7 +9,9 @@ import torch
 from wdist._checks import as_tensor, check_int, check_nonnegative, validation_enabled
 
 
-def quantile_midpoints(n: int, device=None, dtype=None) -> torch.Tensor:
+def quantile_midpoints(
+    n: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """The quantile levels ``tau_hat_i = (2i + 1) / (2N)``, ``i = 0..N-1``, minimising W1;
     ``n = N >= 1``. Returns ``[N]``."""
     n = check_int(n, "n (the number of quantiles N)", 1)

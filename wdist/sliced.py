@@ -49,6 +49,9 @@ def sliced_wasserstein(
         x: ``[n, d]``, y: ``[m, d]`` points; a, b: optional weights ``[n]``, ``[m]``.
         p: ground cost exponent (>= 1).  n_projections: number of random directions (>= 1).
         seed: seed for the directions (None: torch's global RNG).
+        max_iter: number of projected gradient-ascent steps (Adam) refining the best random
+            direction when ``max_sliced=True`` (>= 0; 0 keeps the best random direction);
+            ignored otherwise.
 
     Returns:
         0-dim tensor; cost in the units of :math:`W_p^p`.
