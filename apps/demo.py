@@ -18,7 +18,9 @@ APPS = ("wdgrl", "qrdqn", "wgan", "wmd")
 def register(sub: argparse._SubParsersAction) -> None:
     from apps.runtime.device import add_device_arg
 
-    parser = sub.add_parser("demo", help="a short tour of the core and of every app (CPU, ~2 min)")
+    parser = sub.add_parser(
+        "demo", help="a short tour of the core and of every app (CPU, about 30 s on 2 cores)"
+    )
     parser.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder")
     parser.add_argument(
         "--apps",
