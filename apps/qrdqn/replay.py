@@ -52,6 +52,11 @@ class ReplayBuffer:
             )
         self.num_envs, self.stack, self.n_step, self.gamma = num_envs, stack, n_step, gamma
         self.device = torch.device(device)
+        # gamma^k, k = 0..n_step, by repeated products (as a step-by-step loop would compute them)
+        self._powers = torch.cumprod(
+            torch.tensor([1.0] + [gamma] * n_step, dtype=torch.float32), 0).to(self.device)
+        self._back = torch.arange(stack, device=self.device)  # k frames back, newest first
+        self._ahead = torch.arange(n_step, device=self.device)
         shape = (self.rows, num_envs)
         self.frames = torch.zeros(shape + tuple(frame_shape), dtype=frame_dtype, device=self.device)
         self.actions = torch.zeros(shape, dtype=torch.int64, device=self.device)
@@ -83,18 +88,19 @@ class ReplayBuffer:
         return (self.pos - self.size + logical) % self.rows
 
     def stacked(self, logical: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
-        """Observation at (logical row, env) rebuilt from ``stack`` frames, zeros before a reset."""
-        rows = self._row(logical)
-        out = [self.frames[rows, env]]
-        zero = torch.zeros_like(env, dtype=torch.bool)
-        for k in range(1, self.stack):
-            zero = zero | self.firsts[self._row(logical - k + 1), env]
-            frame = self.frames[self._row(logical - k), env]
-            mask = (~zero).view(-1, *([1] * (frame.dim() - 1)))
-            out.append(frame * mask.to(frame.dtype))
+        """Observation at (logical row, env) rebuilt from ``stack`` frames, zeros before a reset.
+
+        One gather for all ``stack`` frames: frame ``k`` back is zeroed once an episode start
+        lies among the ``k`` newer rows (an exclusive cumulative OR of ``first``)."""
+        rows = self._row(logical.unsqueeze(-1) - self._back)  # [B, stack], newest first
+        env = env.unsqueeze(-1)
+        frames = self.frames[rows, env]  # [B, stack, *frame]
         if self.stack == 1:
-            return out[0]
-        return torch.stack(out[::-1], dim=1)
+            return frames[:, 0]
+        starts = self.firsts[rows, env].to(torch.int32)
+        keep = (starts.cumsum(-1) - starts) == 0  # no episode start in the newer rows
+        frames = frames * keep.view(*keep.shape, *([1] * (frames.dim() - 2))).to(frames.dtype)
+        return frames.flip(1)  # oldest first, as the env stacks them
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
         """Uniform sample of ``batch_size`` n-step transitions (needs a few stored rows)."""
@@ -113,23 +119,21 @@ class ReplayBuffer:
         logical, env = cand[keep], cenv[keep]
         if self.device.type == "cpu" and not bool(ok[keep].all()):
             raise RuntimeError("too few valid transitions in the replay to sample from")
-        rows = self._row(logical)
-        returns = torch.zeros(batch_size, dtype=torch.float32, device=self.device)
-        discounts = torch.ones(batch_size, dtype=torch.float32, device=self.device)
-        steps = torch.zeros(batch_size, dtype=torch.int64, device=self.device)
-        alive = torch.ones(batch_size, dtype=torch.bool, device=self.device)
-        for j in range(self.n_step):
-            row_j = self._row(logical + j)
-            returns += alive * discounts * self.rewards[row_j, env]
-            discounts = torch.where(alive, discounts * self.gamma, discounts)
-            steps += alive.long()
-            ended = self.dones[row_j, env]
-            discounts = torch.where(alive & ended, torch.zeros_like(discounts), discounts)
-            next_final = ~self.valids[self._row(logical + j + 1), env]
-            alive = alive & ~ended & ~next_final
+        # The n-step window, vectorised: step j counts while no earlier step ended the bootstrap
+        # (a terminal) or reached an episode's final observation (the next row is not valid).
+        ahead = logical.unsqueeze(-1) + self._ahead  # [B, n]
+        env2 = env.unsqueeze(-1)
+        rewards = self.rewards[self._row(ahead), env2]
+        ended = self.dones[self._row(ahead), env2]
+        stop = (ended | ~self.valids[self._row(ahead + 1), env2]).to(torch.int32)
+        alive = (stop.cumsum(-1) - stop) == 0  # [B, n]: step j is inside the window
+        powers = self._powers[:-1]
+        returns = (alive * powers * rewards).sum(-1)
+        steps = alive.sum(-1)
+        discounts = torch.where((alive & ended).any(-1), 0.0, self._powers[steps])
         return Batch(
             obs=self.stacked(logical, env),
-            actions=self.actions[rows, env],
+            actions=self.actions[self._row(logical), env],
             returns=returns,
             discounts=discounts,
             next_obs=self.stacked(logical + steps, env),
