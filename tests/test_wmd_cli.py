@@ -221,6 +221,12 @@ def test_counts_below_one_are_clear_errors(files, capsys, command, option, value
     assert f"{option} must be >= 1, got {value}" in capsys.readouterr().err
 
 
+def test_classify_k_above_the_training_set_names_the_option(files, capsys):
+    args = _classify_args(files, files["dir"] / "p.csv")
+    assert main(args + ["-k", "1000"]) == 2
+    assert "-k 1000 is more than the" in capsys.readouterr().err
+
+
 def test_read_corpus_directory_with_label_folders(tmp_path):
     for label, text in (("pos", "great fun"), ("neg", "dull")):
         (tmp_path / label).mkdir()

@@ -164,6 +164,9 @@ def _classify(args: argparse.Namespace) -> int:
     clf = wmd.kneighbors_classifier(n_neighbors=args.k, method=args.method)
     tr = wmd.fit(train.texts).transform(train.texts)
     keep = np.flatnonzero(tr.lengths > 0)
+    if args.k > keep.size:
+        raise ValueError(f"-k {args.k} is more than the {keep.size} --train documents with an "
+                         "in-vocabulary word")
     clf.fit(tr.subset(keep), [train.labels[i] for i in keep])
     out = Path(args.out)
     if args.resume and out.is_file():
