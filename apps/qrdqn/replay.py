@@ -122,9 +122,8 @@ class ReplayBuffer:
         # The n-step window, vectorised: step j counts while no earlier step ended the bootstrap
         # (a terminal) or reached an episode's final observation (the next row is not valid).
         ahead = logical.unsqueeze(-1) + self._ahead  # [B, n]
-        env2 = env.unsqueeze(-1)
-        rewards = self.rewards[self._row(ahead), env2]
-        ended = self.dones[self._row(ahead), env2]
+        rows, env2 = self._row(ahead), env.unsqueeze(-1)
+        rewards, ended = self.rewards[rows, env2], self.dones[rows, env2]
         stop = (ended | ~self.valids[self._row(ahead + 1), env2]).to(torch.int32)
         alive = (stop.cumsum(-1) - stop) == 0  # [B, n]: step j is inside the window
         powers = self._powers[:-1]
@@ -133,7 +132,7 @@ class ReplayBuffer:
         discounts = torch.where((alive & ended).any(-1), 0.0, self._powers[steps])
         return Batch(
             obs=self.stacked(logical, env),
-            actions=self.actions[self._row(logical), env],
+            actions=self.actions[rows[:, 0], env],
             returns=returns,
             discounts=discounts,
             next_obs=self.stacked(logical + steps, env),

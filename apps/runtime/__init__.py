@@ -6,8 +6,9 @@ PyYAML or tqdm, and works in a core-only install.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from apps.runtime.lazy import lazy_exports
 
 # bound now, since the function shadows its module's name (a light import: tqdm loads on use)
 from apps.runtime.progress import progress
@@ -44,7 +45,4 @@ if TYPE_CHECKING:
     from apps.runtime.seeding import seed_everything
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'apps.runtime' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"apps.runtime.{_WHERE[name]}"), name)
+__getattr__ = lazy_exports(__name__, _WHERE)

@@ -79,7 +79,7 @@ def _kept_rows(path: Path, upto: tuple[str, float] | None) -> tuple[list[str], l
         if column not in fields:
             raise ValueError(f"{path}: no column {column!r} to resume at (header: {fields})")
         at = fields.index(column)
-        rows = [r for r in rows if r[at] in ("", None) or float(r[at]) <= value]
+        rows = [r for r in rows if r[at] == "" or float(r[at]) <= value]
     return fields, rows
 
 

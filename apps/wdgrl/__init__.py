@@ -6,8 +6,7 @@ baselines (source-only, DANN, Deep CORAL) run through the same estimator (``meth
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from apps.runtime.lazy import lazy_exports
 
 # names import on first use (PEP 562): `wdist --help` does not load torch or scikit-learn
 _WHERE = {
@@ -18,7 +17,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'apps.wdgrl' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"apps.wdgrl.{_WHERE[name]}"), name)
+__getattr__ = lazy_exports(__name__, _WHERE)

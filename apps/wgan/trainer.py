@@ -222,7 +222,7 @@ class Trainer:
                     "to start a fresh run)"
                 )
             self.load_state_dict(load_checkpoint(self.checkpoint_path, self.device,
-                                                 require=("config", "step"), kind="WGAN"))
+                                                 require=CHECKPOINT_KEYS, kind="WGAN"))
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
         logger = CSVLogger(self.run_dir / "log.csv", resume=resume and self.step > 0,
                            upto=("step", self.step))

@@ -3,8 +3,7 @@ WMD, WCD/RWMD lower bounds, prefetch-and-prune k-NN search and k-NN classificati
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from apps.runtime.lazy import lazy_exports
 
 # names import on first use (PEP 562): `wdist --help` does not load torch or scikit-learn
 _WHERE = {
@@ -31,7 +30,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'apps.wmd' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"apps.wmd.{_WHERE[name]}"), name)
+__getattr__ = lazy_exports(__name__, _WHERE)
