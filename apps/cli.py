@@ -1,6 +1,6 @@
 """The ``wdist`` console script: parses arguments and dispatches; the work lives in the apps.
 
-Each app exposes ``apps.<app>.cli.register(subparsers)``, which adds its subcommand and sets a
+Each app exposes ``wdist_apps.<app>.cli.register(subparsers)``, which adds its subcommand and sets a
 ``func`` default; its heavy imports happen inside ``func`` so that ``wdist --help`` stays fast.
 """
 
@@ -11,18 +11,18 @@ import importlib
 import sys
 
 APPS = {
-    "demo": "apps.demo",
-    "wdgrl": "apps.wdgrl.cli",
-    "qrdqn": "apps.qrdqn.cli",
-    "wgan": "apps.wgan.cli",
-    "wmd": "apps.wmd.cli",
+    "demo": "wdist_apps.demo",
+    "wdgrl": "wdist_apps.wdgrl.cli",
+    "qrdqn": "wdist_apps.qrdqn.cli",
+    "wgan": "wdist_apps.wgan.cli",
+    "wmd": "wdist_apps.wmd.cli",
 }
 
 
 def _missing_extras(err: ModuleNotFoundError) -> str | None:
     """The message for a missing third-party module (None for our own: that is a bug)."""
     top = (err.name or "").split(".")[0]
-    if not top or top in ("apps", "wdist"):
+    if not top or top in ("wdist_apps", "wdist"):
         return None
     return (f"needs the applications' dependencies: pip install 'wdist[apps]' "
             f"(missing module {top!r})")

@@ -10,13 +10,13 @@ import importlib
 import time
 from pathlib import Path
 
-from apps.runtime.figures import save_figure
+from wdist_apps.runtime.figures import save_figure
 
 APPS = ("wdgrl", "qrdqn", "wgan", "wmd")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from apps.runtime.device import add_device_arg
+    from wdist_apps.runtime.device import add_device_arg
 
     parser = sub.add_parser(
         "demo", help="a short tour of the core and of every app (CPU, about 30 s on 2 cores)"
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import torch
 
-    from apps.runtime.device import resolve_device
+    from wdist_apps.runtime.device import resolve_device
 
     device = resolve_device(args.device)
     out: Path = args.out
@@ -154,9 +154,9 @@ def run(args: argparse.Namespace) -> int:
     written.append(critic_figure(out / "critic_vs_exact.png"))
     for name in args.apps:
         try:
-            mod = importlib.import_module(f"apps.{name}.demo")
+            mod = importlib.import_module(f"wdist_apps.{name}.demo")
         except ModuleNotFoundError as err:
-            if err.name == f"apps.{name}":
+            if err.name == f"wdist_apps.{name}":
                 print(f"[{name}] not installed in this checkout; skipped")
                 continue
             raise

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import wdist  # noqa: E402
-from apps.runtime.machine import machine_info, markdown_header  # noqa: E402
+from wdist_apps.runtime.machine import machine_info, markdown_header  # noqa: E402
 
 BLUR = {3: 0.1, 64: 0.5}  # our blur per dimension (eps = blur^2)
 POT_STOP = 1e-3  # POT's stopThr is POT_STOP / sqrt(n); our tol is POT_STOP (same marginal error)

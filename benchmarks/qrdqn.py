@@ -38,12 +38,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from apps.qrdqn.agent import _make_update, build_network, make_replay, train  # noqa: E402
-from apps.qrdqn.config import QRDQNConfig  # noqa: E402
-from apps.qrdqn.envs import VectorEnv  # noqa: E402
-from apps.runtime import load_config  # noqa: E402
-from apps.runtime.logging import read_csv  # noqa: E402
-from apps.runtime.machine import command_line, describe  # noqa: E402
+from wdist_apps.qrdqn.agent import _make_update, build_network, make_replay, train  # noqa: E402
+from wdist_apps.qrdqn.config import QRDQNConfig  # noqa: E402
+from wdist_apps.qrdqn.envs import VectorEnv  # noqa: E402
+from wdist_apps.runtime import load_config  # noqa: E402
+from wdist_apps.runtime.logging import read_csv  # noqa: E402
+from wdist_apps.runtime.machine import command_line, describe  # noqa: E402
 
 WARMUP_STEPS = 1000  # agent steps before timing starts (and before learning starts in e2e)
 # Both act at the paper's final epsilon throughout: sb3 skips the network for exploratory
@@ -101,7 +101,7 @@ def learner_compute(num_actions: int = 6, batch: int = 32) -> dict[str, float]:
     """GFLOP of one update of the Pong network and this thread's sgemm GFLOP/s (median of 9)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from apps.qrdqn.networks import QuantileNetwork
+    from wdist_apps.qrdqn.networks import QuantileNetwork
 
     torch.manual_seed(0)
     net, target = QuantileNetwork(num_actions, 200), QuantileNetwork(num_actions, 200)

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from apps.runtime.machine import machine_info, markdown_header, write_report  # noqa: E402
+from wdist_apps.runtime.machine import machine_info, markdown_header, write_report  # noqa: E402
 
 PROBE = """
 import sys, time, torch

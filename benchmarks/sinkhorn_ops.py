@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from core import BLUR, OURS, clouds, sinkhorn_methods  # noqa: E402
 
-from apps.runtime.machine import machine_info, markdown_header, write_report  # noqa: E402
+from wdist_apps.runtime.machine import machine_info, markdown_header, write_report  # noqa: E402
 
 # ATen events that move or relabel memory rather than compute
 _NO_LAUNCH = ("aten::view", "aten::as_strided", "aten::expand", "aten::unsqueeze",

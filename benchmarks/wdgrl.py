@@ -23,9 +23,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from apps.runtime import load_config, resolve_device  # noqa: E402
-from apps.wdgrl.experiment import WDGRLConfig, build_task  # noqa: E402
-from apps.wdgrl.report import environment  # noqa: E402
+from wdist_apps.runtime import load_config, resolve_device  # noqa: E402
+from wdist_apps.wdgrl.experiment import WDGRLConfig, build_task  # noqa: E402
+from wdist_apps.wdgrl.report import environment  # noqa: E402
 
 TASKS = ("mnist_digits", "mnist_mnistm")
 METHODS = ("source_only", "wdgrl", "dann", "coral")
@@ -46,7 +46,7 @@ def skada_times(
     cfg: WDGRLConfig, task, device: torch.device, epochs: int
 ) -> list[float] | None:
     try:
-        from apps.wdgrl.peer import skada_dann
+        from wdist_apps.wdgrl.peer import skada_dann
     except ImportError:
         return None
     try:

@@ -5,7 +5,7 @@
 For each architecture (DCGAN-32 width 64; the WGAN-GP paper's ResNet-32 width 128) and method
 (clip, gp, sn) it times, in one process on the same models and batches:
 - ours: ``wdist.WassersteinCritic.step`` (critic update) and ``wdist.generator_loss`` + Adam/RMSProp
-  (generator update), exactly what ``apps.wgan.trainer`` runs;
+  (generator update), exactly what ``wdist_apps.wgan.trainer`` runs;
 - peer: the textbook PyTorch loop (what WGAN repositories write by hand: two forward passes,
   ``torch.autograd.grad(..., create_graph=True)`` for GP, ``p.data.clamp_`` for clipping, torch's
   ``spectral_norm`` parametrisation for SN).
@@ -31,11 +31,11 @@ from torch.nn.utils.parametrizations import spectral_norm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import wdist  # noqa: E402
-from apps.runtime import resolve_device  # noqa: E402
-from apps.runtime.machine import describe
-from apps.wgan.config import PAPER_DEFAULTS, WGANConfig  # noqa: E402
-from apps.wgan.models import build_models  # noqa: E402
-from apps.wgan.trainer import make_optimizer  # noqa: E402
+from wdist_apps.runtime import resolve_device  # noqa: E402
+from wdist_apps.runtime.machine import describe
+from wdist_apps.wgan.config import PAPER_DEFAULTS, WGANConfig  # noqa: E402
+from wdist_apps.wgan.models import build_models  # noqa: E402
+from wdist_apps.wgan.trainer import make_optimizer  # noqa: E402
 
 WIDTHS = {"dcgan": 64, "resnet": 128}
 

@@ -36,9 +36,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import wdist  # noqa: E402
-from apps.runtime import load_config, resolve_device, seed_everything  # noqa: E402
-from apps.runtime.machine import machine_info, versions  # noqa: E402
-from apps.wmd import WMD, Embeddings, knn_vote, tokenize  # noqa: E402
+from wdist_apps.runtime import load_config, resolve_device, seed_everything  # noqa: E402
+from wdist_apps.runtime.machine import machine_info, versions  # noqa: E402
+from wdist_apps.wmd import WMD, Embeddings, knn_vote, tokenize  # noqa: E402
 
 
 @dataclass
@@ -98,8 +98,8 @@ def _median_time(fn, repeats: int, sync=None):
 
 
 def _machine(device: torch.device) -> dict:
-    """``apps.runtime.machine.machine_info`` (CPU model and cores, torch threads, GPU, command)
-    with the device and the versions of the libraries compared here."""
+    """``wdist_apps.runtime.machine.machine_info`` (CPU model and cores, torch threads, GPU,
+    command) with the device and the versions of the libraries compared here."""
     info = machine_info(str(device))
     info["device"] = str(device)
     info["versions"] = versions(("torch", "numpy", "gensim", "pot"))
@@ -109,7 +109,7 @@ def _machine(device: torch.device) -> dict:
 def _lee(cfg: BenchConfig):
     from gensim.models import KeyedVectors
 
-    from apps.wmd.data import lee_sentences, lee_word2vec
+    from wdist_apps.wmd.data import lee_sentences, lee_word2vec
 
     emb = lee_word2vec(verbose=True)
     kv = KeyedVectors(emb.dim)
@@ -250,7 +250,7 @@ def _quality_one(cfg: BenchConfig, emb: Embeddings, device, texts, labels) -> di
 
 
 def part_quality(cfg: BenchConfig, emb: Embeddings, device) -> dict:
-    from apps.wmd.data import mini_newsgroups, polarity
+    from wdist_apps.wmd.data import mini_newsgroups, polarity
 
     return {
         "datasets": {
@@ -341,7 +341,7 @@ def write_speed(out: Path, info: dict, res: dict) -> None:
         f"{res['threads']}); torch {vers['torch']}, gensim {vers['gensim']}, POT {vers['pot']}.",
         f"Command: `{info['command']}`",
         "",
-        "Embeddings: word2vec (100-D) trained by `apps.wmd.data.lee_word2vec()` on gensim's "
+        "Embeddings: word2vec (100-D) trained by `wdist_apps.wmd.data.lee_word2vec()` on gensim's "
         "Lee corpus; documents: Lee news sentences, scikit-learn stop words removed.",
         "",
     ]
@@ -397,7 +397,7 @@ def write_quality(out: Path, info: dict, q: dict) -> None:
         "# k-NN document classification error (%)",
         "",
         f"Ours, on the labelled text gensim ships (test data). {q['protocol']}. Embeddings: "
-        "100-D word2vec trained by `apps.wmd.data.lee_word2vec()` on the Lee corpus plus "
+        "100-D word2vec trained by `wdist_apps.wmd.data.lee_word2vec()` on the Lee corpus plus "
         "these texts (labels unused). Mean +- std over folds; median chosen k in brackets.",
         f"Command: `{info['command']}`",
         "",

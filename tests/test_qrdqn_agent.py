@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from apps.cli import main
-from apps.qrdqn.agent import clip_reward, train
-from apps.qrdqn.config import QRDQNConfig
-from apps.qrdqn.envs import VectorEnv
-from apps.qrdqn.evaluate import evaluate, load_agent
-from apps.runtime import ConfigError, load_checkpoint, load_config
+from wdist_apps.cli import main
+from wdist_apps.qrdqn.agent import clip_reward, train
+from wdist_apps.qrdqn.config import QRDQNConfig
+from wdist_apps.qrdqn.envs import VectorEnv
+from wdist_apps.qrdqn.evaluate import evaluate, load_agent
+from wdist_apps.runtime import ConfigError, load_checkpoint, load_config
 
 CARTPOLE = Path(__file__).resolve().parents[1] / "configs" / "qrdqn" / "cartpole.yaml"
 

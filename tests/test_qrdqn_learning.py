@@ -7,10 +7,16 @@ import torch
 from torch import nn
 
 import wdist
-from apps.qrdqn.agent import _make_update, build_network, epsilon_at, quantile_targets, td_loss
-from apps.qrdqn.config import QRDQNConfig
-from apps.qrdqn.networks import QuantileNetwork, greedy_action
-from apps.qrdqn.replay import Batch
+from wdist_apps.qrdqn.agent import (
+    _make_update,
+    build_network,
+    epsilon_at,
+    quantile_targets,
+    td_loss,
+)
+from wdist_apps.qrdqn.config import QRDQNConfig
+from wdist_apps.qrdqn.networks import QuantileNetwork, greedy_action
+from wdist_apps.qrdqn.replay import Batch
 
 
 def test_quantile_huber_loss_hand_computed():

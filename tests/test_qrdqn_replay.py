@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from apps.qrdqn.config import QRDQNConfig
-from apps.qrdqn.envs import VectorEnv
-from apps.qrdqn.replay import ReplayBuffer
+from wdist_apps.qrdqn.config import QRDQNConfig
+from wdist_apps.qrdqn.envs import VectorEnv
+from wdist_apps.qrdqn.replay import ReplayBuffer
 
 
 def _record(env_id: str, steps: int, rows: int, num_envs: int = 3, max_frames: int = 400):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from apps.cli import build_parser, main
-from apps.runtime import (
+from wdist_apps.cli import build_parser, main
+from wdist_apps.runtime import (
     ConfigError,
     CSVLogger,
     check_resumable,
@@ -17,7 +17,7 @@ from apps.runtime import (
     resolve_device,
     save_checkpoint,
 )
-from apps.runtime.logging import read_csv
+from wdist_apps.runtime.logging import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -138,11 +138,11 @@ def test_cli_help_lists_commands_and_is_fast():
     text = build_parser().format_help()
     assert "demo" in text
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    out = subprocess.run([sys.executable, "-m", "apps.cli", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "wdist_apps.cli", "--help"], capture_output=True,
                          text=True, env=env, timeout=60)
     assert out.returncode == 0 and "COMMAND" in out.stdout
     heavy = ("torch", "sklearn", "yaml", "tqdm", "matplotlib", "gymnasium", "gensim")
-    code = ("import sys; from apps.cli import build_parser; build_parser(); "
+    code = ("import sys; from wdist_apps.cli import build_parser; build_parser(); "
             f"print([m for m in {heavy!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=60)
@@ -152,7 +152,7 @@ def test_cli_help_lists_commands_and_is_fast():
 def test_cli_without_the_apps_dependencies_says_what_to_install():
     """A core-only install (here: PyYAML blocked): --help works and lists every command; running
     one says which extra to install instead of printing a traceback."""
-    code = ("import sys; sys.modules['yaml'] = None; from apps.cli import main; "
+    code = ("import sys; sys.modules['yaml'] = None; from wdist_apps.cli import main; "
             "sys.exit(main(sys.argv[1:]))")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     run = [sys.executable, "-c", code]
@@ -173,7 +173,7 @@ def test_cli_turns_bad_input_into_one_line_error(capsys):
 
 
 def test_demo_core_figures(tmp_path):
-    from apps.demo import disjoint_support_figure
+    from wdist_apps.demo import disjoint_support_figure
 
     path = disjoint_support_figure(tmp_path / "d.png")
     assert path.stat().st_size > 10_000 and path.read_bytes()[:4] == b"\x89PNG"
@@ -202,7 +202,7 @@ def test_check_resumable_names_the_changed_keys():
 
 
 def test_command_line_reads_as_typed(monkeypatch):
-    from apps.runtime.machine import _ROOT, command_line
+    from wdist_apps.runtime.machine import _ROOT, command_line
 
     monkeypatch.setattr("sys.argv", [str(_ROOT / "apps" / "cli.py"), "wdgrl", "bench"])
     assert command_line() == "wdist wdgrl bench"
@@ -215,9 +215,9 @@ def test_command_line_reads_as_typed(monkeypatch):
 @pytest.mark.parametrize("path", sorted(
     str(p.relative_to(ROOT)) for p in (ROOT / "configs").rglob("*.yaml")))
 def test_every_shipped_config_loads(path):
-    from apps.qrdqn.config import QRDQNConfig
-    from apps.wdgrl.experiment import WDGRLConfig
-    from apps.wgan.config import WGANConfig
+    from wdist_apps.qrdqn.config import QRDQNConfig
+    from wdist_apps.wdgrl.experiment import WDGRLConfig
+    from wdist_apps.wgan.config import WGANConfig
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from apps.wdgrl.data import (
+from wdist_apps.wdgrl.data import (
     load_features,
     make_digits_task,
     make_files_task,

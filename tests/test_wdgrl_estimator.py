@@ -9,11 +9,11 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import estimator_checks
 
-import apps.wdgrl.estimator as estimator_module
-from apps.runtime.logging import read_csv
-from apps.wdgrl import WDGRLClassifier
-from apps.wdgrl.data import make_moons_task
-from apps.wdgrl.methods import CORALAligner, coral_loss, grad_reverse
+import wdist_apps.wdgrl.estimator as estimator_module
+from wdist_apps.runtime.logging import read_csv
+from wdist_apps.wdgrl import WDGRLClassifier
+from wdist_apps.wdgrl.data import make_moons_task
+from wdist_apps.wdgrl.methods import CORALAligner, coral_loss, grad_reverse
 
 FAST = dict(hidden=(32,), critic_hidden=(16,), epochs=3, lr=1e-2, critic_lr=1e-3, device="cpu")
 

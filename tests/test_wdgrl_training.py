@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from apps.cli import main
-from apps.wdgrl import WDGRLClassifier
-from apps.wdgrl.data import make_moons_task
-from apps.wdgrl.experiment import w1_check
+from wdist_apps.cli import main
+from wdist_apps.wdgrl import WDGRLClassifier
+from wdist_apps.wdgrl.data import make_moons_task
+from wdist_apps.wdgrl.experiment import w1_check
 
 # The moons configs' setting (configs/wdgrl/moons50.yaml), shortened for CI.
 PARAMS = dict(hidden=(500,), critic_hidden=(100,), lr=1e-3, critic_lr=1e-3, epochs=12,

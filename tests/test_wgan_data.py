@@ -1,4 +1,4 @@
-"""apps.wgan.data: toy sets, bundled digits, image folders (mixed, corrupt) and .npz arrays."""
+"""wdist_apps.wgan.data: toy sets, bundled digits, image folders (mixed, corrupt), .npz arrays."""
 
 import warnings
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from apps.wgan.data import (
+from wdist_apps.wgan.data import (
     load_digits,
     load_image_folder,
     load_images,

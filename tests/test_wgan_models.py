@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import wdist
-from apps.runtime import ConfigError, load_config
-from apps.wgan.config import WGANConfig
-from apps.wgan.models import build_models
-from apps.wgan.trainer import Trainer
+from wdist_apps.runtime import ConfigError, load_config
+from wdist_apps.wgan.config import WGANConfig
+from wdist_apps.wgan.models import build_models
+from wdist_apps.wgan.trainer import Trainer
 
 LAYERS = (torch.nn.Conv2d, torch.nn.Linear)
 

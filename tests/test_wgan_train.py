@@ -7,16 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from apps.cli import main as wdist_main
-from apps.runtime import load_config
-from apps.runtime.logging import read_csv
-from apps.wgan.config import WGANConfig
-from apps.wgan.data import load_mnist, sample_toy
-from apps.wgan.ema import EMA
-from apps.wgan.evaluate import exact_w1, image_metrics, toy_w1_floor
-from apps.wgan.features import DIGIT_CLASSIFIER, FeatureExtractor, load_digit_classifier
-from apps.wgan.results import CONFIGS
-from apps.wgan.trainer import Trainer
+from wdist_apps.cli import main as wdist_main
+from wdist_apps.runtime import load_config
+from wdist_apps.runtime.logging import read_csv
+from wdist_apps.wgan.config import WGANConfig
+from wdist_apps.wgan.data import load_mnist, sample_toy
+from wdist_apps.wgan.ema import EMA
+from wdist_apps.wgan.evaluate import exact_w1, image_metrics, toy_w1_floor
+from wdist_apps.wgan.features import DIGIT_CLASSIFIER, FeatureExtractor, load_digit_classifier
+from wdist_apps.wgan.results import CONFIGS
+from wdist_apps.wgan.trainer import Trainer
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ def test_cli_train_sample_eval_on_mnist(tmp_path, capsys, monkeypatch):
                      "sn", "--steps", "2", "--out", str(out), "--device", "cpu"])
     assert rc == 0 and (out / "checkpoint.pt").is_file()
     with monkeypatch.context() as m:  # a sample grid does not load the 5,000 training digits
-        m.setattr("apps.wgan.trainer.load_images", lambda *a: pytest.fail("images loaded"))
+        m.setattr("wdist_apps.wgan.trainer.load_images", lambda *a: pytest.fail("images loaded"))
         rc = wdist_main(["wgan", "sample", "--checkpoint", str(out / "checkpoint.pt"), "--n",
                          "16", "--out", str(tmp_path / "g.png"), "--device", "cpu"])
     assert rc == 0
@@ -225,7 +225,7 @@ def test_cli_toy_and_image_folder(tmp_path, capsys):
 
 
 def test_result_parts_store_their_provenance(tmp_path, monkeypatch, one_thread):
-    from apps.wgan.results import _provenance, part_meta, read_part, regenerate, write_part
+    from wdist_apps.wgan.results import _provenance, part_meta, read_part, regenerate, write_part
 
     monkeypatch.setattr("sys.argv", ["/venv/bin/wdist", "wgan", "results", "--out", "a b"])
     meta = part_meta(torch.device("cpu"), 7)

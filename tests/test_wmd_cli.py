@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from apps.cli import main
-from apps.wmd.corpus import read_corpus
+from wdist_apps.cli import main
+from wdist_apps.wmd.corpus import read_corpus
 
 WORDS = ["flames", "blaze", "smoke", "sydney", "city", "bank", "money", "loan", "cash", "market"]
 
@@ -241,7 +241,7 @@ def test_read_corpus_directory_with_label_folders(tmp_path):
 
 def test_demo_writes_query_and_figure(tmp_path):
     pytest.importorskip("gensim")
-    from apps.wmd.demo import run
+    from wdist_apps.wmd.demo import run
 
     files = run(tmp_path, torch.device("cpu"))
     assert [f.suffix for f in files] == [".txt", ".png"] and all(

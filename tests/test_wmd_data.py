@@ -4,7 +4,7 @@ import pytest
 
 pytest.importorskip("gensim")
 
-from apps.wmd import data  # noqa: E402
+from wdist_apps.wmd import data  # noqa: E402
 
 
 def test_bundled_corpora_are_read_offline():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from apps.wmd import WMD, Embeddings, knn_vote
+from wdist_apps.wmd import WMD, Embeddings, knn_vote
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_empty_document_raises(emb):
 
 
 def test_bad_arguments_are_named(emb):
-    with pytest.raises(TypeError, match="embeddings must be an apps.wmd.Embeddings"):
+    with pytest.raises(TypeError, match="embeddings must be an wdist_apps.wmd.Embeddings"):
         WMD({"w1": [0.0]})
     wmd = WMD(emb)
     with pytest.raises(ValueError, match="method must be one of"):
@@ -173,8 +173,8 @@ def test_kneighbors_classifier_on_separable_topics(emb):
 
 
 def test_rwmd_chunking_does_not_change_the_result(emb):
-    from apps.wmd import bounds
-    from apps.wmd.model import _Table
+    from wdist_apps.wmd import bounds
+    from wdist_apps.wmd.model import _Table
 
     wmd = WMD(emb)
     Q, C = wmd.transform(_docs(3, seed=9)), wmd.transform(_docs(25, seed=10, max_len=30))
@@ -202,8 +202,8 @@ def test_exact_wmd_equals_gensim_on_real_sentences():
     """Word2vec trained on gensim's Lee corpus (cached), real news sentences."""
     from gensim.models import KeyedVectors
 
-    from apps.wmd import tokenize
-    from apps.wmd.data import lee_sentences, lee_word2vec
+    from wdist_apps.wmd import tokenize
+    from wdist_apps.wmd.data import lee_sentences, lee_word2vec
 
     emb = lee_word2vec()
     kv = KeyedVectors(emb.dim)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from apps.wmd import Embeddings, load_embeddings
-from apps.wmd.embeddings import sniff_format
+from wdist_apps.wmd import Embeddings, load_embeddings
+from wdist_apps.wmd.embeddings import sniff_format
 
 WORDS = ["king", "queen", "man", "woman", "naïve"]
 

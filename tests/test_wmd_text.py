@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from apps.wmd import Embeddings, encode, fit_idf, tokenize
+from wdist_apps.wmd import Embeddings, encode, fit_idf, tokenize
 
 
 def _emb(words):

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 import wdist
-from apps.qrdqn.config import QRDQNConfig
-from apps.qrdqn.envs import VectorEnv
-from apps.qrdqn.networks import QuantileNetwork, greedy_action
-from apps.qrdqn.replay import Batch, ReplayBuffer
-from apps.runtime import (
+from wdist_apps.qrdqn.config import QRDQNConfig
+from wdist_apps.qrdqn.envs import VectorEnv
+from wdist_apps.qrdqn.networks import QuantileNetwork, greedy_action
+from wdist_apps.qrdqn.replay import Batch, ReplayBuffer
+from wdist_apps.runtime import (
     CSVLogger,
     check_resumable,
     load_checkpoint,
@@ -34,7 +34,7 @@ from apps.runtime import (
     save_checkpoint,
     seed_everything,
 )
-from apps.runtime.config import to_dict
+from wdist_apps.runtime.config import to_dict
 
 CHECKPOINT_KEYS = ("config", "net", "target_net", "optimizer", "counters")
 # config keys a --resume may change: budgets, logging, and how (not what) the learner computes

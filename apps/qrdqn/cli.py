@@ -6,7 +6,7 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from apps.runtime.device import add_device_arg
+    from wdist_apps.runtime.device import add_device_arg
 
     parser = subparsers.add_parser(
         "qrdqn", help="QR-DQN distributional RL on Atari / gymnasium (Dabney et al. 2018)",
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     import yaml
 
-    from apps.qrdqn.run import train_and_report
+    from wdist_apps.qrdqn.run import train_and_report
 
     overrides = {}
     for item in args.overrides:
@@ -81,8 +81,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from apps.qrdqn.evaluate import evaluate, load_agent
-    from apps.runtime import resolve_device
+    from wdist_apps.qrdqn.evaluate import evaluate, load_agent
+    from wdist_apps.runtime import resolve_device
 
     device = resolve_device(args.device)
     cfg, net = load_agent(args.checkpoint, device)
@@ -94,7 +94,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from apps.qrdqn.plot import plot_curves
+    from wdist_apps.qrdqn.plot import plot_curves
 
     reference = {}
     for item in args.reference:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from apps.qrdqn.agent import train
-from apps.qrdqn.config import QRDQNConfig
-from apps.qrdqn.plot import plot_curves
-from apps.runtime import load_config
-from apps.runtime.config import builtin_configs
+from wdist_apps.qrdqn.agent import train
+from wdist_apps.qrdqn.config import QRDQNConfig
+from wdist_apps.qrdqn.plot import plot_curves
+from wdist_apps.runtime import load_config
+from wdist_apps.runtime.config import builtin_configs
 
 CONFIG = builtin_configs("qrdqn") / "cartpole.yaml"
 

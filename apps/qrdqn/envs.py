@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from apps.qrdqn.config import QRDQNConfig
+from wdist_apps.qrdqn.config import QRDQNConfig
 
 
 @dataclass

@@ -8,16 +8,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apps.qrdqn.config import QRDQNConfig
-from apps.qrdqn.envs import VectorEnv
-from apps.qrdqn.networks import QuantileNetwork, greedy_action
-from apps.runtime import CSVLogger, load_checkpoint
-from apps.runtime.config import from_dict
+from wdist_apps.qrdqn.config import QRDQNConfig
+from wdist_apps.qrdqn.envs import VectorEnv
+from wdist_apps.qrdqn.networks import QuantileNetwork, greedy_action
+from wdist_apps.runtime import CSVLogger, load_checkpoint
+from wdist_apps.runtime.config import from_dict
 
 
 def load_agent(checkpoint: str | Path, device: torch.device) -> tuple[QRDQNConfig, QuantileNetwork]:
     """The config and the online network stored in a training checkpoint."""
-    from apps.qrdqn.agent import build_network
+    from wdist_apps.qrdqn.agent import build_network
 
     state = load_checkpoint(checkpoint, map_location=device,
                             require=("config", "net", "num_actions", "obs_shape"), kind="QR-DQN")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.runtime.figures import save_figure
+from wdist_apps.runtime.figures import save_figure
 
 
 def plot_curves(log_csvs: list[str | Path], out_png: str | Path, labels: list[str] | None = None,

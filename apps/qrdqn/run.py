@@ -9,13 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from apps.qrdqn.agent import train
-from apps.qrdqn.config import QRDQNConfig
-from apps.qrdqn.evaluate import evaluate, load_agent
-from apps.qrdqn.plot import plot_curves
-from apps.runtime import load_config, resolve_device
-from apps.runtime.config import to_dict
-from apps.runtime.machine import command_line, describe
+from wdist_apps.qrdqn.agent import train
+from wdist_apps.qrdqn.config import QRDQNConfig
+from wdist_apps.qrdqn.evaluate import evaluate, load_agent
+from wdist_apps.qrdqn.plot import plot_curves
+from wdist_apps.runtime import load_config, resolve_device
+from wdist_apps.runtime.config import to_dict
+from wdist_apps.runtime.machine import command_line, describe
 
 
 def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: str | Path,

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from apps.runtime.lazy import lazy_exports
+from wdist_apps.runtime.lazy import lazy_exports
 
 # bound now, since the function shadows its module's name (a light import: tqdm loads on use)
-from apps.runtime.progress import progress
+from wdist_apps.runtime.progress import progress
 
 _WHERE = {
     "CSVLogger": "logging",
@@ -38,11 +38,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from apps.runtime.checkpoint import load_checkpoint, save_checkpoint
-    from apps.runtime.config import ConfigError, check_resumable, load_config
-    from apps.runtime.device import add_device_arg, resolve_device
-    from apps.runtime.logging import CSVLogger
-    from apps.runtime.seeding import seed_everything
+    from wdist_apps.runtime.checkpoint import load_checkpoint, save_checkpoint
+    from wdist_apps.runtime.config import ConfigError, check_resumable, load_config
+    from wdist_apps.runtime.device import add_device_arg, resolve_device
+    from wdist_apps.runtime.logging import CSVLogger
+    from wdist_apps.runtime.seeding import seed_everything
 
 
 __getattr__ = lazy_exports(__name__, _WHERE)

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from apps.runtime.checkpoint import atomic_write
+from wdist_apps.runtime.checkpoint import atomic_write
 
 
 class CSVLogger:

@@ -17,9 +17,10 @@ _ROOT = Path(__file__).resolve().parents[2]
 
 def command_line() -> str:
     """The command as a user would type it: ``wdist ...`` for the CLI (whether started as the
-    ``wdist`` script or ``python -m apps.cli``), else ``python <path relative to the repo> ...``."""
+    ``wdist`` script or ``python -m wdist_apps.cli``), else
+    ``python <path relative to the repo> ...``."""
     argv0 = Path(sys.argv[0])
-    if argv0.name == "wdist" or argv0.parts[-2:] == ("apps", "cli.py"):
+    if argv0.name == "wdist" or argv0.parts[-2:] in (("apps", "cli.py"), ("wdist_apps", "cli.py")):
         return shlex.join(["wdist", *sys.argv[1:]])
     try:
         argv0 = argv0.resolve().relative_to(_ROOT)

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
 
 
 def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
-    from tqdm.auto import tqdm  # here: apps.runtime imports this module eagerly (see __init__)
+    from tqdm.auto import (
+        tqdm,  # here: wdist_apps.runtime imports this module eagerly (see __init__)
+    )
 
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("disable", os.environ.get("WDIST_NO_PROGRESS") == "1")

@@ -6,7 +6,7 @@ baselines (source-only, DANN, Deep CORAL) run through the same estimator (``meth
 
 from __future__ import annotations
 
-from apps.runtime.lazy import lazy_exports
+from wdist_apps.runtime.lazy import lazy_exports
 
 # names import on first use (PEP 562): `wdist --help` does not load torch or scikit-learn
 _WHERE = {

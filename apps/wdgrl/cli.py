@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from apps.runtime import add_device_arg
+from wdist_apps.runtime import add_device_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _handle(args: argparse.Namespace) -> int:
     import torch
 
-    from apps.wdgrl.report import run_bench, run_one
+    from wdist_apps.wdgrl.report import run_bench, run_one
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apps.runtime.figures import save_figure
-from apps.wdgrl.data import make_moons_task
-from apps.wdgrl.estimator import WDGRLClassifier
+from wdist_apps.runtime.figures import save_figure
+from wdist_apps.wdgrl.data import make_moons_task
+from wdist_apps.wdgrl.estimator import WDGRLClassifier
 
 DEMO_PARAMS = dict(hidden=(500,), lr=1e-3, critic_lr=1e-3, epochs=10, seed=0)
 

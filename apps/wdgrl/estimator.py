@@ -32,15 +32,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
-from apps.runtime import CSVLogger, load_checkpoint, progress, resolve_device, save_checkpoint
-from apps.wdgrl.methods import (
+from wdist_apps.runtime import CSVLogger, load_checkpoint, progress, resolve_device, save_checkpoint
+from wdist_apps.wdgrl.methods import (
     METHODS,
     Aligner,
     CORALAligner,
     DANNAligner,
     WDGRLAligner,
 )
-from apps.wdgrl.networks import make_extractor
+from wdist_apps.wdgrl.networks import make_extractor
 
 
 class WDGRLClassifier(ClassifierMixin, BaseEstimator):

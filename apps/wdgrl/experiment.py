@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from apps.wdgrl.data import DomainTask, make_task
-from apps.wdgrl.estimator import WDGRLClassifier
-from apps.wdgrl.methods import METHODS
-from apps.wdgrl.networks import mlp
+from wdist_apps.wdgrl.data import DomainTask, make_task
+from wdist_apps.wdgrl.estimator import WDGRLClassifier
+from wdist_apps.wdgrl.methods import METHODS
+from wdist_apps.wdgrl.networks import mlp
 
 ALL_METHODS = (*METHODS, "target_only")
 PEER = "skada_dann"
@@ -109,7 +109,7 @@ def run_experiment(
             if method in (PEER, "target_only") and not labelled_target:
                 break  # both need target labels (to score, to train on)
             if method == PEER:
-                from apps.wdgrl.peer import skada_dann_accuracy
+                from wdist_apps.wdgrl.peer import skada_dann_accuracy
 
                 accs.append(skada_dann_accuracy(cfg, task, seed, device))
                 secs.append(time.perf_counter() - t0)

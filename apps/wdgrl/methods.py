@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from apps.wdgrl.networks import mlp
+from wdist_apps.wdgrl.networks import mlp
 
 METHODS = ("source_only", "wdgrl", "dann", "coral")
 

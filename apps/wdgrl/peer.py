@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from apps.wdgrl.networks import MLPExtractor
+from wdist_apps.wdgrl.networks import MLPExtractor
 
 
 class _Net(nn.Module):
@@ -51,7 +51,7 @@ def skada_dann_accuracy(cfg: Any, task: Any, seed: int, device: str | torch.devi
     """Fit skada's DANN on (source labelled, target unlabelled); target-test accuracy."""
     if cfg.network != "mlp":
         raise ValueError("the skada peer is wired for network='mlp' tasks only")
-    from apps.runtime import resolve_device
+    from wdist_apps.runtime import resolve_device
 
     device = resolve_device(device)
     X = np.concatenate([task.Xs, task.Xt]).astype(np.float32)

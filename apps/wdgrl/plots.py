@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from apps.runtime.figures import save_figure
+from wdist_apps.runtime.figures import save_figure
 
 COLORS = {"source_only": "tab:gray", "wdgrl": "tab:red", "dann": "tab:blue",
           "coral": "tab:green", "target_only": "black"}

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from apps.runtime import load_config, resolve_device
-from apps.runtime.config import builtin_configs
-from apps.runtime.machine import machine_info, markdown_header
-from apps.wdgrl.experiment import ALL_METHODS, PEER, WDGRLConfig, build_task, run_experiment
-from apps.wdgrl.plots import plot_curves, plot_features, plot_summary
+from wdist_apps.runtime import load_config, resolve_device
+from wdist_apps.runtime.config import builtin_configs
+from wdist_apps.runtime.machine import machine_info, markdown_header
+from wdist_apps.wdgrl.experiment import ALL_METHODS, PEER, WDGRLConfig, build_task, run_experiment
+from wdist_apps.wdgrl.plots import plot_curves, plot_features, plot_summary
 
 CONFIG_DIR = builtin_configs("wdgrl")
 BENCH = ("moons10", "moons30", "moons50", "moons70", "moons90", "mnist_digits", "digits_mnist",
@@ -162,7 +162,7 @@ def _fresh(check: dict[str, Any]) -> str:
 
 
 def environment(device: str | None = None) -> dict[str, Any]:
-    """:func:`apps.runtime.machine.machine_info` plus ``machine`` (CPU [+ GPU]) and ``torch``.
+    """:func:`wdist_apps.runtime.machine.machine_info` plus ``machine`` (CPU [+ GPU]) and ``torch``.
 
     ``device`` None: CUDA when available (what ``benchmarks/wdgrl.py`` measures on).
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from apps.runtime import add_device_arg
+from wdist_apps.runtime import add_device_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,9 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from apps.runtime import load_config, resolve_device
-    from apps.wgan.config import WGANConfig
-    from apps.wgan.trainer import Trainer
+    from wdist_apps.runtime import load_config, resolve_device
+    from wdist_apps.wgan.config import WGANConfig
+    from wdist_apps.wgan.trainer import Trainer
 
     overrides = {k: getattr(args, k) for k in ("lipschitz", "data", "steps", "seed", "out_dir")}
     cfg = load_config(WGANConfig, args.config, overrides)
@@ -71,9 +71,9 @@ def _train(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace, features: Path | None = None, real_data: bool = False):
     """The trainer saved in ``--checkpoint``; image data is loaded only when ``real_data``
     (metrics that compare with it), else the models are built from the checkpoint's shape."""
-    from apps.runtime import load_checkpoint, resolve_device
-    from apps.wgan.config import WGANConfig
-    from apps.wgan.trainer import CHECKPOINT_KEYS, Trainer
+    from wdist_apps.runtime import load_checkpoint, resolve_device
+    from wdist_apps.wgan.config import WGANConfig
+    from wdist_apps.wgan.trainer import CHECKPOINT_KEYS, Trainer
 
     state = load_checkpoint(args.checkpoint, require=CHECKPOINT_KEYS, kind="WGAN")
     cfg = WGANConfig(**state["config"])
@@ -91,8 +91,8 @@ def _load(args: argparse.Namespace, features: Path | None = None, real_data: boo
 def _sample(args: argparse.Namespace) -> int:
     import torch
 
-    from apps.wgan.evaluate import generate
-    from apps.wgan.plots import save_grid, save_toy_figure
+    from wdist_apps.wgan.evaluate import generate
+    from wdist_apps.wgan.plots import save_grid, save_toy_figure
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
@@ -123,8 +123,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace) -> int:
-    from apps.runtime import resolve_device
-    from apps.wgan.results import CONFIGS, regenerate
+    from wdist_apps.runtime import resolve_device
+    from wdist_apps.wgan.results import CONFIGS, regenerate
 
     written = regenerate(args.out, resolve_device(args.device), args.mnist_steps, args.toy_steps,
                          tuple(args.parts), args.mnist_config or CONFIGS / "mnist.yaml")

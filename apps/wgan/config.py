@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from apps.wgan.data import IMAGE_SETS, TOY_SETS
-from apps.wgan.models import ARCHS, NORMS
+from wdist_apps.wgan.data import IMAGE_SETS, TOY_SETS
+from wdist_apps.wgan.models import ARCHS, NORMS
 
 LIPSCHITZ = ("clip", "gp", "sn")
 

@@ -1,4 +1,4 @@
-"""``apps.demo`` hook: a ~20 s spectrally normalised WGAN on 8 Gaussians, writing a figure."""
+"""``wdist_apps.demo`` hook: a ~20 s spectrally normalised WGAN on 8 Gaussians, writing a figure."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from apps.runtime import load_config
-from apps.wgan.config import WGANConfig
-from apps.wgan.results import CONFIGS
-from apps.wgan.trainer import Trainer
+from wdist_apps.runtime import load_config
+from wdist_apps.wgan.config import WGANConfig
+from wdist_apps.wgan.results import CONFIGS
+from wdist_apps.wgan.trainer import Trainer
 
 
 def run(out_dir: Path, device: torch.device) -> list[Path]:

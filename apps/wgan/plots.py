@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apps.runtime.figures import save_figure
+from wdist_apps.runtime.figures import save_figure
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:

@@ -24,16 +24,16 @@ from pathlib import Path
 
 import torch
 
-from apps.runtime import load_config
-from apps.runtime.config import builtin_configs
-from apps.runtime.figures import save_figure
-from apps.runtime.logging import read_csv
-from apps.runtime.machine import command_line, describe, machine_info
-from apps.wgan.config import LIPSCHITZ, PAPER_DEFAULTS, WGANConfig
-from apps.wgan.data import TOY_SETS, load_mnist
-from apps.wgan.evaluate import generate, image_metrics, toy_w1_floor
-from apps.wgan.features import FeatureExtractor
-from apps.wgan.trainer import Trainer
+from wdist_apps.runtime import load_config
+from wdist_apps.runtime.config import builtin_configs
+from wdist_apps.runtime.figures import save_figure
+from wdist_apps.runtime.logging import read_csv
+from wdist_apps.runtime.machine import command_line, describe, machine_info
+from wdist_apps.wgan.config import LIPSCHITZ, PAPER_DEFAULTS, WGANConfig
+from wdist_apps.wgan.data import TOY_SETS, load_mnist
+from wdist_apps.wgan.evaluate import generate, image_metrics, toy_w1_floor
+from wdist_apps.wgan.features import FeatureExtractor
+from wdist_apps.wgan.trainer import Trainer
 
 CONFIGS = builtin_configs("wgan")
 SEEDS = (0, 1, 2)
@@ -67,7 +67,7 @@ def run_toys(out: Path, device: torch.device, steps: int | None) -> tuple[dict, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from apps.wgan.plots import draw_toy_panel, draw_w1_panel
+    from wdist_apps.wgan.plots import draw_toy_panel, draw_w1_panel
 
     table: dict = {}
     fig_s, ax_s = plt.subplots(3, 3, figsize=(10, 10))

@@ -23,7 +23,7 @@ import torch
 import yaml
 
 import wdist
-from apps.runtime import (
+from wdist_apps.runtime import (
     CSVLogger,
     check_resumable,
     load_checkpoint,
@@ -31,13 +31,13 @@ from apps.runtime import (
     save_checkpoint,
     seed_everything,
 )
-from apps.wgan.config import WGANConfig
-from apps.wgan.data import load_images, sample_toy
-from apps.wgan.ema import EMA
-from apps.wgan.evaluate import exact_w1, generate, image_metrics
-from apps.wgan.features import FeatureExtractor
-from apps.wgan.models import build_models
-from apps.wgan.plots import save_grid, save_toy_figure
+from wdist_apps.wgan.config import WGANConfig
+from wdist_apps.wgan.data import load_images, sample_toy
+from wdist_apps.wgan.ema import EMA
+from wdist_apps.wgan.evaluate import exact_w1, generate, image_metrics
+from wdist_apps.wgan.features import FeatureExtractor
+from wdist_apps.wgan.models import build_models
+from wdist_apps.wgan.plots import save_grid, save_toy_figure
 
 LOG_COLUMNS = ("step", "critic_loss", "w1_estimate", "gp", "grad_norm", "generator_loss",
                "img_per_s", "w1_exact", "w1_critic", "fd", "time_s")

@@ -3,7 +3,7 @@ WMD, WCD/RWMD lower bounds, prefetch-and-prune k-NN search and k-NN classificati
 
 from __future__ import annotations
 
-from apps.runtime.lazy import lazy_exports
+from wdist_apps.runtime.lazy import lazy_exports
 
 # names import on first use (PEP 562): `wdist --help` does not load torch or scikit-learn
 _WHERE = {

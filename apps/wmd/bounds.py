@@ -11,7 +11,7 @@ With ``X`` the (normalised) word vectors, ``d`` and ``d'`` two nBOW documents an
 Both are lower bounds on WMD (Kusner et al., section 4). RWMD is the tighter one on almost every
 pair, but ``WCD <= RWMD`` is not a theorem (``tests/test_wmd_distance.py`` has a counterexample),
 so the k-NN search prunes with each bound on its own. Documents come in the ragged layout of
-:class:`apps.wmd.nbow.Documents` as tensors ``ids [nnz]`` (rows of ``E``), ``w [nnz]`` and
+:class:`wdist_apps.wmd.nbow.Documents` as tensors ``ids [nnz]`` (rows of ``E``), ``w [nnz]`` and
 ``indptr [N + 1]``, all on ``E``'s device.
 """
 

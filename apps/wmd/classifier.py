@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from apps.wmd.model import WMD, DocLike
-from apps.wmd.nbow import Documents
+from wdist_apps.wmd.model import WMD, DocLike
+from wdist_apps.wmd.nbow import Documents
 
 
 def knn_vote(neighbor_labels: np.ndarray) -> np.ndarray:

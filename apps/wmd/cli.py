@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from apps.runtime import add_device_arg
+from wdist_apps.runtime import add_device_arg
 
 EMBEDDINGS_HELP = (
     "word2vec (text/binary), GloVe text, gensim KeyedVectors file, a directory saved by "
@@ -89,9 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _model(args: argparse.Namespace):
-    from apps.wmd.data import lee_word2vec
-    from apps.wmd.embeddings import load_embeddings
-    from apps.wmd.model import WMD
+    from wdist_apps.wmd.data import lee_word2vec
+    from wdist_apps.wmd.embeddings import load_embeddings
+    from wdist_apps.wmd.model import WMD
 
     emb = (
         lee_word2vec(verbose=True) if args.embeddings == "lee" else load_embeddings(args.embeddings)
@@ -128,7 +128,7 @@ def _distance(args: argparse.Namespace) -> int:
 def _knn(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from apps.wmd.corpus import read_corpus
+    from wdist_apps.wmd.corpus import read_corpus
 
     _check_at_least_one(args, "k")
     corpus = read_corpus(args.corpus)
@@ -151,8 +151,8 @@ def _knn(args: argparse.Namespace) -> int:
 def _classify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from apps.runtime import CSVLogger, progress
-    from apps.wmd.corpus import read_corpus
+    from wdist_apps.runtime import CSVLogger, progress
+    from wdist_apps.wmd.corpus import read_corpus
 
     _check_at_least_one(args, "k", "batch")
     train = read_corpus(args.train, labels_from_dirs=True)

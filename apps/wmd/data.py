@@ -1,5 +1,5 @@
 """Offline corpora (the real text gensim ships in ``gensim/test/test_data``) and a word2vec model
-trained on it once, cached under :func:`apps.wmd.embeddings.cache_dir`.
+trained on it once, cached under :func:`wdist_apps.wmd.embeddings.cache_dir`.
 
 - ``lee_background.cor``: 300 news articles (Lee et al. 2005), one per line;
 - ``lee.cor``: 50 more news articles;
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.wmd.embeddings import Embeddings, cache_dir, load_embeddings
-from apps.wmd.text import tokenize
+from wdist_apps.wmd.embeddings import Embeddings, cache_dir, load_embeddings
+from wdist_apps.wmd.text import tokenize
 
 # Word2vec settings for the cached model (kept here so that the cache key changes with them).
 W2V = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from apps.runtime.figures import save_figure
+from wdist_apps.runtime.figures import save_figure
 
 QUERY = "Firefighters are fighting bushfires that threaten homes west of Sydney."
 
@@ -19,8 +19,8 @@ def run(out_dir: Path, device: torch.device) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from apps.wmd.data import lee_documents, lee_word2vec
-    from apps.wmd.model import WMD
+    from wdist_apps.wmd.data import lee_documents, lee_word2vec
+    from wdist_apps.wmd.model import WMD
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

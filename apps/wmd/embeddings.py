@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.runtime import progress
-from apps.runtime.checkpoint import atomic_write
+from wdist_apps.runtime import progress
+from wdist_apps.runtime.checkpoint import atomic_write
 
 
 def cache_dir() -> Path:

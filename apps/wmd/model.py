@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 import wdist
-from apps.runtime import progress, resolve_device
-from apps.wmd import bounds
-from apps.wmd.embeddings import Embeddings
-from apps.wmd.nbow import Documents, encode, fit_idf
+from wdist_apps.runtime import progress, resolve_device
+from wdist_apps.wmd import bounds
+from wdist_apps.wmd.embeddings import Embeddings
+from wdist_apps.wmd.nbow import Documents, encode, fit_idf
 
 DocLike = str | Sequence[str]
 _METHODS = ("exact", "sinkhorn")
@@ -80,7 +80,7 @@ class WMD:
     Parameters
     ----------
     embeddings : Embeddings
-        The word vectors (see :func:`apps.wmd.load_embeddings`).
+        The word vectors (see :func:`wdist_apps.wmd.load_embeddings`).
     normalize : bool
         Scale every word vector to unit length first (as gensim's ``wmdistance`` does by
         default, ``norm=True``).
@@ -114,7 +114,7 @@ class WMD:
     ) -> None:
         if not isinstance(embeddings, Embeddings):
             raise TypeError(
-                f"embeddings must be an apps.wmd.Embeddings, got {type(embeddings).__name__} "
+                f"embeddings must be an wdist_apps.wmd.Embeddings, got {type(embeddings).__name__} "
                 "(use load_embeddings(path) or Embeddings.from_keyedvectors(kv))"
             )
         if dtype not in (torch.float32, torch.float64):
@@ -375,7 +375,7 @@ class WMD:
 
     def kneighbors_classifier(self, n_neighbors: int = 5, method: str = "prune"):
         """A scikit-learn style k-NN classifier using this WMD (``fit(docs, y)``/``predict``)."""
-        from apps.wmd.classifier import WMDKNeighborsClassifier
+        from wdist_apps.wmd.classifier import WMDKNeighborsClassifier
 
         return WMDKNeighborsClassifier(self, n_neighbors=n_neighbors, method=method)
 

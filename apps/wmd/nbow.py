@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from apps.wmd.embeddings import Embeddings
-from apps.wmd.text import as_tokens
+from wdist_apps.wmd.embeddings import Embeddings
+from wdist_apps.wmd.text import as_tokens
 
 
 @dataclass
@@ -100,7 +100,7 @@ def encode(
     lowercase: bool = True,
     stop_words: bool = True,
 ) -> Documents:
-    """Turn raw texts (tokenised with :func:`apps.wmd.text.tokenize`) or token lists (used as
+    """Turn raw texts (tokenised with :func:`wdist_apps.wmd.text.tokenize`) or token lists (used as
     given) into nBOW :class:`Documents`."""
     if isinstance(docs, str):
         raise TypeError("docs must be a list of documents, got a single str")
