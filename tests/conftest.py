@@ -1,4 +1,5 @@
 import os
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -30,3 +31,17 @@ def inductor_cpu() -> None:
         torch.compile(lambda t: (t * 2).sum())(torch.ones(3))
     except Exception:  # noqa: BLE001 - any compiler failure means: cannot test compiled paths
         pytest.skip("torch.compile (inductor) cannot compile C++ kernels on this machine")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A cache of the session's own (not the user's ~/.cache), and the bundled word2vec trained
+    for 3 epochs instead of 30: the tests compare our WMD with gensim's on whatever vectors there
+    are, so the quality of the vectors is not under test, and 30 epochs cost ~15-40 s cold."""
+    from wdist_apps.wmd import data
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    mp.setitem(data.W2V, "epochs", 3)
+    yield
+    mp.undo()

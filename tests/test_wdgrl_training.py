@@ -58,6 +58,7 @@ def test_cli_run_writes_table_json_plots_and_resumes(tmp_path, capsys, monkeypat
     cfg.write_text(yaml.safe_dump({
         "task": "moons", "angle": 30.0, "methods": ["source_only", "wdgrl", "target_only"],
         "hidden": [32], "critic_hidden": [16], "lr": 1e-2, "epochs": 2, "seeds": 2,
+        "w1_check_samples": 100, "w1_refit_steps": 30,  # the check's plumbing, not its accuracy
     }))
     out = tmp_path / "out"
     argv = ["wdgrl", "--config", str(cfg), "--out", str(out), "--device", "cpu"]
