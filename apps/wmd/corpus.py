@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,26 @@ class Corpus:
         return len(self.texts)
 
 
+def _read_text(path: Path) -> str:
+    """``path`` decoded as UTF-8 text. Binary content (a NUL byte, or more than 1% of the
+    characters undecodable) is a ``ValueError``; a few undecodable bytes are replaced, with a
+    warning that counts them."""
+    data = path.read_bytes()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise ValueError(f"{path}: not a text file (a NUL byte at offset {nul}); a corpus is "
+                         "UTF-8 text: one document per line, .jsonl, or a folder of .txt files")
+    text = data.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")
+    if bad > 0.01 * max(len(text), 1):
+        raise ValueError(f"{path}: {bad} of {len(text)} characters are not UTF-8: not a text "
+                         "corpus, or another encoding (convert it to UTF-8 first)")
+    if bad:
+        warnings.warn(f"{path}: {bad} bytes that are not UTF-8 were replaced by U+FFFD",
+                      stacklevel=3)
+    return text
+
+
 def read_corpus(path: str | Path, labels_from_dirs: bool = False) -> Corpus:
     """Read the documents under ``path`` (see the module docstring for the formats)."""
     path = Path(path)
@@ -32,12 +53,12 @@ def read_corpus(path: str | Path, labels_from_dirs: bool = False) -> Corpus:
         if not files:
             raise ValueError(f"corpus directory {path} holds no *.txt files")
         ids = [str(f.relative_to(path)) for f in files]
-        texts = [f.read_text(encoding="utf-8", errors="replace") for f in files]
+        texts = [_read_text(f) for f in files]
         labels = [f.parent.name for f in files] if labels_from_dirs else None
         return Corpus(ids, texts, labels)
     if not path.is_file():
         raise FileNotFoundError(f"corpus not found: {path}")
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = _read_text(path).splitlines()
     ids, texts, labels = [], [], []
     if path.suffix == ".jsonl":
         for n, line in enumerate(lines, 1):

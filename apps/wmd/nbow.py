@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wdist_apps.wmd.embeddings import Embeddings
-from wdist_apps.wmd.text import as_tokens
+from wdist_apps.wmd.text import ENGLISH_STOP_WORDS, as_tokens
 
 
 @dataclass
@@ -23,7 +23,8 @@ class Documents:
     """A batch of nBOW documents in a ragged (CSR) layout: document ``i`` holds the embedding rows
     ``ids[indptr[i]:indptr[i + 1]]`` (distinct) with weights ``weights[...]`` (float64, summing to
     1). No padding is stored, so one long document does not inflate a million short ones.
-    ``n_tokens`` / ``n_oov``: ``[N]`` tokens after tokenisation / dropped as out-of-vocabulary.
+    ``n_tokens`` / ``n_oov`` / ``n_stop``: ``[N]`` tokens after tokenisation / dropped as
+    out-of-vocabulary / dropped as stop words.
     """
 
     ids: np.ndarray
@@ -31,6 +32,7 @@ class Documents:
     indptr: np.ndarray
     n_tokens: np.ndarray
     n_oov: np.ndarray
+    n_stop: np.ndarray
 
     def __len__(self) -> int:
         return int(self.indptr.shape[0] - 1)
@@ -52,7 +54,8 @@ class Documents:
         indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         take = np.repeat(self.indptr[index] - indptr[:-1], lengths) + np.arange(indptr[-1])
         return Documents(
-            self.ids[take], self.weights[take], indptr, self.n_tokens[index], self.n_oov[index]
+            self.ids[take], self.weights[take], indptr, self.n_tokens[index], self.n_oov[index],
+            self.n_stop[index],
         )
 
     def check_not_empty(self, name: str) -> None:
@@ -60,10 +63,14 @@ class Documents:
         empty = np.flatnonzero(self.lengths == 0)
         if empty.size:
             shown = ", ".join(str(i) for i in empty[:10]) + (", ..." if empty.size > 10 else "")
+            stop_only = empty[(self.n_stop[empty] > 0) & (self.n_oov[empty] == 0)]
+            why = (f" ({stop_only.size} of them made only of English stop words, such as index "
+                   f"{stop_only[0]}: pass stop_words=False, or --keep-stop-words on the command "
+                   "line, to keep them)" if stop_only.size else "")
             raise ValueError(
-                f"{name}: {empty.size} document(s) have no in-vocabulary words (index {shown}); "
-                "WMD is undefined for an empty document (gensim returns inf): drop them first, "
-                "e.g. keep docs where WMD.transform(docs).lengths > 0"
+                f"{name}: {empty.size} document(s) have no in-vocabulary words (index {shown})"
+                f"{why}; WMD is undefined for an empty document (gensim returns inf): drop them "
+                "first, e.g. keep docs where WMD.transform(docs).lengths > 0"
             )
 
 
@@ -108,9 +115,16 @@ def encode(
     wts: list[np.ndarray] = []
     n_tokens: list[int] = []
     n_oov: list[int] = []
+    n_stop: list[int] = []
     index = embeddings.index
     for doc in docs:
-        toks = as_tokens(doc, lowercase, stop_words)
+        toks = as_tokens(doc, lowercase, stop_words=False)
+        if stop_words and isinstance(doc, str):  # token lists are used as given
+            kept = [t for t in toks if t.lower() not in ENGLISH_STOP_WORDS]
+            n_stop.append(len(toks) - len(kept))
+            toks = kept
+        else:
+            n_stop.append(0)
         counts = Counter(index[t] for t in toks if t in index)
         ids = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
         c = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
@@ -127,4 +141,5 @@ def encode(
         np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
         np.array(n_tokens, dtype=np.int64),
         np.array(n_oov, dtype=np.int64),
+        np.array(n_stop, dtype=np.int64),
     )
