@@ -285,7 +285,8 @@ class WassersteinCritic:
     Args:
         module: the critic network ``f: [B, ...] -> [B] or [B, 1]``.
         lipschitz: ``"gp"`` (gradient penalty), ``"clip"`` (weight clipping), ``"sn"``
-            (spectral normalisation, applied to ``module`` here) or ``"pairs"``
+            (spectral normalisation, applied to ``module`` here; see :func:`spectral_normalize`
+            for what it bounds) or ``"pairs"``
             (:func:`pair_penalty` on the batch's real–fake pairs).
         lam: penalty weight (``"gp"`` and ``"pairs"``).  clip_value: clipping bound ``c``.
         one_sided: one-sided gradient penalty.

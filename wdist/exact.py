@@ -29,10 +29,12 @@ def _default_iter_cap(n: int, m: int) -> int:
 
 def _unit_cost(c64: np.ndarray) -> tuple[np.ndarray, float]:
     """``(C - min C) / span`` in ``[0, 1]`` and ``span``: the problem POT's network simplex is
-    tuned for. Its optimality and feasibility tests use absolute tolerances (about 1e-15): costs
-    near 1e-14 stop it on a plan that is not optimal (13x too high for 300 points), and negative
-    costs make it report an infeasible problem. With marginals of equal mass the optimal plan is
-    the same after a shift and a positive rescaling of ``C``."""
+    tuned for (costs already in ``[0, 256]`` with a largest entry of at least ``1/256`` are
+    passed as they are, with ``span = 1``). Its optimality and feasibility tests use absolute
+    tolerances (about 1e-15): costs near 1e-14 stop it on a plan that is not optimal (13x too
+    high for 300 points), and negative costs make it report an infeasible problem. With
+    marginals of equal mass the optimal plan is the same after a shift and a positive rescaling
+    of ``C``."""
     low, high = float(c64.min()), float(c64.max())
     span = high - low
     if not math.isfinite(span):
@@ -40,9 +42,13 @@ def _unit_cost(c64: np.ndarray) -> tuple[np.ndarray, float]:
             f"the ground cost's range overflows float64 (entries from {low:.3g} to {high:.3g}): "
             "rescale the cost (or x and y)"
         )
+    if low >= 0 and 2.0**-8 <= high <= 2.0**8:
+        return c64, 1.0  # at that scale already (emd's usually are): no n x m copy
     if span == 0:
         return np.zeros_like(c64), 1.0
-    return (c64 - low) / span, span
+    unit = c64 - low  # one n x m copy, scaled in place
+    unit /= span
+    return unit, span
 
 
 def emd_from_cost(
@@ -130,7 +136,11 @@ def _ground_cost(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
         xx = (x - centre).pow(2).sum(-1)
         yy = (y - centre).pow(2).sum(-1)
         slack = 4 * (x.shape[-1] + 2) * torch.finfo(x.dtype).eps
-        rows, cols = (cost <= slack * (xx[:, None] + yy[None, :])).nonzero(as_tuple=True)
+        if bool(cost.amin() > slack * (xx.amax() + yy.amax())):
+            return cost  # no entry within the bound anywhere (the usual case): one reduction
+        bound = (xx[:, None] + yy[None, :]).mul_(slack)
+        rows, cols = (cost <= bound).nonzero(as_tuple=True)
+        del bound
     if rows.numel() > x.shape[0] + y.shape[0]:  # many near-duplicates: all from differences
         return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
     if rows.numel():
