@@ -121,7 +121,7 @@ def critic_figure(path: Path, steps: int = 600) -> Path:
             None if method == "clip" else (lambda ps: torch.optim.Adam(ps, 1e-3, betas=(0.5, 0.9)))
         )
         critic = wdist.WassersteinCritic(net, method, optimizer=opt, **kw)
-        hist = critic.fit(real, fake, steps, batch_size=256, generator=g)
+        hist = critic.fit(real, fake, steps=steps, batch_size=256, generator=g)
         curve = [h["w1"] for h in hist]
         ax.plot(curve, label=f"{method}: final {curve[-1]:.3f}")
         print(f"  critic ({method}): W1 estimate {curve[-1]:.3f} vs exact {exact:.3f}")

@@ -184,3 +184,67 @@ def test_pairs_critic_reaches_pot_emd_on_the_same_samples():
     for _ in range(600):
         gp.step(real, fake)
     assert wdist.certified_w1(gp.module, real, fake).item() < 0.9 * exact
+
+
+# --- what spectral normalisation bounds, and what it does not --------------------------------
+
+
+def test_sn_conv_operator_norm_exceeds_the_reshaped_matrix_norm():
+    """torch's SN divides a conv weight by the norm of its [out, in*k*k] reshape; the conv
+    operator itself (its dense matrix on 8x8 inputs, normed by numpy) has a larger norm."""
+    import numpy as np
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    torch.manual_seed(0)
+    conv = spectral_norm(nn.Conv2d(4, 8, 3, 1, 1, bias=False), n_power_iterations=50)
+    with torch.no_grad():
+        conv(torch.zeros(1, 4, 8, 8))  # one training forward: 50 power iterations
+    conv.eval()
+    w = conv.weight.detach()
+    assert torch.linalg.matrix_norm(w.reshape(8, -1), ord=2).item() == pytest.approx(1, abs=1e-5)
+    with torch.no_grad():  # the conv is linear: its matrix's columns are the images of a basis
+        dense = conv(torch.eye(4 * 64).reshape(-1, 4, 8, 8)).reshape(4 * 64, -1).T
+    operator_norm = np.linalg.norm(dense.double().numpy(), 2)
+    assert operator_norm > 1.5  # measured 1.82
+    # power iteration through autograd (no dense matrix) finds the same norm from below
+    v = torch.randn(1, 4, 8, 8)
+    for _ in range(30):
+        v.requires_grad_(True)
+        out = conv(v)
+        (v,) = torch.autograd.grad(out, v, grad_outputs=out)  # v <- A^T A v
+        v = (v / v.norm()).detach()
+    assert (conv(v).norm() / v.norm()).item() == pytest.approx(operator_norm, rel=1e-2)
+
+
+@pytest.mark.parametrize("norm", [nn.BatchNorm1d(64), nn.LayerNorm(64), nn.GroupNorm(4, 64),
+                                  nn.InstanceNorm1d(64), nn.RMSNorm(64)])
+def test_sn_rejects_normalisation_layers(norm):
+    def critic():
+        return nn.Sequential(nn.Linear(2, 64), nn.Sequential(norm), nn.ReLU(), nn.Linear(64, 1))
+
+    with pytest.raises(ValueError, match=f"'1.0' is a {type(norm).__name__}"):
+        wdist.spectral_normalize(critic())
+    with pytest.raises(ValueError, match="normalisation layers"):
+        wdist.WassersteinCritic(critic(), "sn")
+    wdist.WassersteinCritic(critic(), "gp")  # other methods keep them (their own checks apply)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_normalisation_layers_void_the_sn_slope_bound(norm):
+    """Why SN rejects them: with every weight at spectral norm 1, the slope between two samples
+    (a finite difference, no autograd) still exceeds 1 once the data's spread is small, since
+    the layers divide by it; without them the same critic stays 1-Lipschitz."""
+    from torch.nn.utils.parametrizations import spectral_norm
+
+    def slope(layer):
+        torch.manual_seed(0)
+        net = nn.Sequential(spectral_norm(nn.Linear(2, 64, bias=False), n_power_iterations=30),
+                            layer, nn.ReLU(), spectral_norm(nn.Linear(64, 1)))
+        x = 0.01 * torch.randn(256, 2, dtype=torch.float32)
+        with torch.no_grad():
+            f = net(x).squeeze(1)
+            dist = torch.cdist(x, x).fill_diagonal_(float("inf"))
+            return ((f[:, None] - f[None, :]).abs() / dist).max().item()
+
+    assert slope(nn.Identity()) <= 1 + 1e-3
+    assert slope(nn.BatchNorm1d(64) if norm == "batch" else nn.LayerNorm(64)) > 2

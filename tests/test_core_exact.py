@@ -1,6 +1,7 @@
 import numpy as np
 import ot
 import pytest
+import scipy.spatial
 import torch
 
 import wdist
@@ -123,3 +124,69 @@ def test_emd_numpy_integer_p_matches_pot(rng):
         wdist.emd(x, y, p=True)
     with pytest.raises(TypeError, match="p must be"):
         wdist.emd(x, y, p=np.bool_(True))
+
+
+# --- scale, sign and exact zeros ------------------------------------------------------------------
+
+
+def _lsa_cost(cost):
+    """Exact assignment cost by scipy's Hungarian solver (uniform weights, n = m)."""
+    from scipy.optimize import linear_sum_assignment
+
+    rows, cols = linear_sum_assignment(cost)
+    return cost[rows, cols].mean()
+
+
+def test_emd_from_cost_negative_costs(rng):
+    assert wdist.emd_from_cost(None, None, [[-2.0, -3.0], [-3.0, -2.0]]).item() == -3.0
+    cost = torch.tensor(rng.normal(size=(6, 6)) - 5.0, requires_grad=True)
+    value, plan = wdist.emd_from_cost(None, None, cost, return_plan=True)
+    assert value.item() == pytest.approx(_lsa_cost(cost.detach().numpy()), rel=1e-12)
+    value.backward()
+    assert torch.equal(cost.grad, plan)  # d<P, C>/dC = P at the (fixed) optimal plan
+    # weight gradients: POT's on the positive shift (potentials are shift-invariant once centred)
+    wa, wb = rng.random(6) + 0.1, rng.random(6) + 0.1
+    a = torch.tensor(wa / wa.sum(), requires_grad=True)
+    b = torch.tensor(wb / wb.sum(), requires_grad=True)
+    wdist.emd_from_cost(a, b, cost.detach()).backward()
+    a2, b2 = (t.detach().clone().requires_grad_(True) for t in (a, b))
+    ot.emd2(a2, b2, cost.detach() - cost.min().item()).backward()
+    assert torch.allclose(a.grad, a2.grad, atol=1e-9) and torch.allclose(b.grad, b2.grad, atol=1e-9)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_emd_is_exactly_zero_on_identical_clouds(rng, p):
+    x = rng.random((50, 3))
+    assert wdist.emd(x, x, p=p).item() == 0.0
+    assert wdist.emd(x, x[rng.permutation(50)], p=p).item() == 0.0
+    far = torch.tensor(x + 1e3, dtype=torch.float32, requires_grad=True)
+    value = wdist.emd(far, far.detach().clone(), p=p)
+    value.backward()
+    assert value.item() == 0.0 and torch.equal(far.grad, torch.zeros_like(far))
+
+
+@pytest.mark.parametrize("p, scale", [(2, 1e-7), (2, 1e-6), (2, 1e6), (1, 1e-14), (1, 1e-12),
+                                      (1.5, 1e-9)])
+def test_emd_does_not_depend_on_the_units(p, scale):
+    """POT's simplex stops on a non-optimal plan at tiny costs (+70% at 1e-7 for p = 2, n = 100);
+    after rescaling the points it solves the unit problem."""
+    g = np.random.default_rng(0)
+    x, y = g.normal(size=(100, 2)), g.normal(size=(100, 2))
+    unit = wdist.emd(x, y, p=p).item()
+    scaled = wdist.emd(x * scale, y * scale, p=p).item()
+    # abs=0: pytest's default absolute tolerance (1e-12) would swallow values near 1e-14
+    assert scaled == pytest.approx(unit * scale**p, rel=1e-9, abs=0)
+    cost = scipy.spatial.distance.cdist(x * scale, y * scale) ** p
+    ref = _lsa_cost(cost)
+    assert scaled == pytest.approx(ref, rel=1e-9, abs=0)
+    # the same through emd_from_cost on the tiny costs themselves
+    assert wdist.emd_from_cost(None, None, cost).item() == pytest.approx(ref, rel=1e-9, abs=0)
+
+
+def test_emd_gradient_at_tiny_scale(rng):
+    x = torch.tensor(rng.normal(size=(6, 2)) * 1e-7, requires_grad=True)
+    y = torch.tensor(rng.normal(size=(5, 2)) * 1e-7)
+    (g_small,) = torch.autograd.grad(wdist.emd(x, y, p=2), x)
+    xu = (x.detach() * 1e7).requires_grad_(True)
+    (g_unit,) = torch.autograd.grad(wdist.emd(xu, y * 1e7, p=2), xu)
+    assert torch.allclose(g_small, g_unit * 1e-7, rtol=1e-9, atol=0)  # d(s^2 W)/d(s x) = s dW/dx

@@ -43,8 +43,21 @@ def validation_enabled() -> bool:
     return _VALIDATE
 
 
-def as_tensor(x: Any, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
-    """Convert ``x`` (tensor, numpy array, list) to a floating tensor; check it is finite."""
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def as_tensor(
+    x: Any, name: str, like: torch.Tensor | None = None, *, check_finite: bool = True
+) -> torch.Tensor:
+    """Convert ``x`` (tensor, numpy array, list) to a real floating tensor; check it is finite
+    (unless ``check_finite=False``: a caller that checks several inputs with one sync).
+
+    Integers become the default float dtype (or ``like``'s). float16 / bfloat16 are promoted to
+    float32: the costs and the solvers need its range and precision (``torch.autocast`` runs
+    distances and reductions in float32 too), so results come back in float32 and gradients
+    flow back to the half-precision input. Complex numbers are a ``TypeError`` (dropping the
+    imaginary part would give a silent wrong number). numpy views with negative strides
+    (``a[::-1]``) are copied, since torch cannot wrap them."""
     if x is None:
         raise TypeError(f"{name} must be an array or tensor, got None")
     if not isinstance(x, torch.Tensor):
@@ -52,18 +65,24 @@ def as_tensor(x: Any, name: str, like: torch.Tensor | None = None) -> torch.Tens
             arr = np.asarray(x)
         except Exception as err:  # pragma: no cover - exotic inputs
             raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from err
+        if np.iscomplexobj(arr):
+            raise TypeError(f"{name} must hold real numbers, got complex dtype {arr.dtype}")
         if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
             raise TypeError(f"{name} must hold numbers, got dtype {arr.dtype}")
+        if any(stride < 0 for stride in arr.strides):
+            arr = arr.copy()
         dtype = like.dtype if like is not None else None
         device = like.device if like is not None else None
         if dtype is None and not np.issubdtype(arr.dtype, np.floating):
             dtype = torch.get_default_dtype()
         x = torch.as_tensor(arr, dtype=dtype, device=device)
-    if not x.is_floating_point():
-        if like is not None:
-            x = x.to(like.dtype)
-        else:
-            x = x.to(torch.get_default_dtype())
+    if x.is_complex():
+        raise TypeError(f"{name} must hold real numbers, got complex dtype {x.dtype}")
+    given = x.dtype
+    if x.dtype in _HALF:
+        x = x.float()
+    elif not x.is_floating_point():
+        x = x.to(like.dtype if like is not None else torch.get_default_dtype())
     if like is not None:
         if x.device != like.device:
             raise TypeError(
@@ -71,8 +90,8 @@ def as_tensor(x: Any, name: str, like: torch.Tensor | None = None) -> torch.Tens
                 "move them to one device"
             )
         if x.dtype != like.dtype:
-            raise TypeError(f"{name} has dtype {x.dtype} but the other inputs have {like.dtype}")
-    if _VALIDATE and x.numel() and not bool(torch.isfinite(x).all()):
+            raise TypeError(f"{name} has dtype {given} but the other inputs have {like.dtype}")
+    if check_finite and _VALIDATE and x.numel() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return x
 
@@ -85,6 +104,8 @@ def check_points(x: torch.Tensor, name: str, batched: bool = False) -> torch.Ten
     if x.dim() not in allowed:
         shape = "[n, d] or [B, n, d]" if batched else "[n, d]"
         raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
+    if x.dim() == 3 and x.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)}): B must be >= 1")
     if x.shape[-2] == 0:
         raise ValueError(f"{name} is empty: it needs at least one point")
     if x.shape[-1] == 0:

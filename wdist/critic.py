@@ -9,8 +9,15 @@ spectral normalisation (Miyato et al. 2018), or a penalty on the sample pairs th
 
 What each estimates (measured in ``tests/test_core_critic.py``): a penalty is a soft constraint,
 so a GP critic settles at a slope of about ``1 + W1 / (2 lam)`` and over-estimates W1 by that
-factor (+11% at W1 = 2.3, lam = 10); spectral normalisation bounds the slope by 1 and lands within
-a few % below W1; a clipped critic estimates ``K * W1`` for an unknown, architecture-dependent
+factor (+11% at W1 = 2.3, lam = 10); spectral normalisation makes every Linear layer's weight
+have spectral norm 1, so an MLP critic with 1-Lipschitz activations has slope <= 1 and lands within
+a few % below W1. That bound does not carry over to conv critics: torch's spectral norm normalises
+the weight reshaped to ``[out, in * k * k]``, whose norm is not the convolution's (the operator's
+norm is larger: 1.8 for a 3x3 conv on 8x8 inputs whose reshaped weight has norm 1, see the test),
+and each residual sum ``x + f(x)`` can add 1 more; such a critic's slope is bounded by a product
+of those factors, not by 1. Normalisation layers (batch, layer, group, instance) divide by
+statistics of the data and void any bound (:func:`spectral_normalize` rejects them). A clipped
+critic estimates ``K * W1`` for an unknown, architecture-dependent
 ``K`` (about 1e-3 for a 64-64 MLP at c = 0.01): useful as a training signal, not as a distance.
 The pair penalty constrains ``f`` only where the empirical W1 looks, so a critic trained with it
 converges to the W1 *of the samples* (``wdist.emd``, finite-sample bias included), where GP and
@@ -31,6 +38,8 @@ from wdist._checks import validation_enabled
 
 LIPSCHITZ = ("gp", "clip", "sn", "pairs")
 _NORMALIZED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d)
+# layers that divide by batch or sample statistics: the slope then scales with 1 / their spread
+_DATA_NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
 
 
 def _check_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
@@ -69,6 +78,7 @@ def gradient_penalty(
     critic: nn.Module,
     real: torch.Tensor,
     fake: torch.Tensor,
+    *,
     lam: float = 10.0,
     one_sided: bool = False,
 ) -> torch.Tensor:
@@ -79,6 +89,11 @@ def gradient_penalty(
     ``one_sided=True`` penalises only norms above 1: :math:`\lambda\,\mathbb{E}[\max(0, \|\nabla
     f\| - 1)^2]`. Built with ``create_graph=True`` so that it trains the critic.
     Returns a 0-dim tensor.
+
+    Example::
+
+        >>> critic = torch.nn.Linear(2, 1)
+        >>> gp = wdist.gradient_penalty(critic, torch.randn(8, 2), torch.randn(8, 2), lam=10.0)
     """
     _check_pair(real, fake)
     return lam * _penalty(critic, real, fake, one_sided)[0]
@@ -96,7 +111,7 @@ def _pair_terms(
 
 
 def pair_penalty(
-    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, lam: float = 10.0
+    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, lam: float = 10.0
 ) -> torch.Tensor:
     r"""Quadratic penalty on the dual constraints of the discrete Kantorovich–Rubinstein LP:
 
@@ -117,7 +132,7 @@ def pair_penalty(
 
 
 @torch.no_grad()
-def clip_weights_(module: nn.Module, c: float = 0.01) -> nn.Module:
+def clip_weights_(module: nn.Module, *, c: float = 0.01) -> nn.Module:
     """Clamp every parameter of ``module`` to ``[-c, c]`` in place (the original WGAN)."""
     if c <= 0:
         raise ValueError(f"c must be > 0, got {c}")
@@ -126,11 +141,38 @@ def clip_weights_(module: nn.Module, c: float = 0.01) -> nn.Module:
     return module
 
 
-def spectral_normalize(module: nn.Module, n_power_iterations: int = 1) -> nn.Module:
+def spectral_normalize(module: nn.Module, *, n_power_iterations: int = 1) -> nn.Module:
     """Wrap every Linear / Conv / ConvTranspose in ``module`` (itself included) with torch's
-    spectral-norm parametrisation ``W / sigma(W)`` (in place; modules already wrapped are kept)."""
+    spectral-norm parametrisation ``W / sigma(W)`` (Miyato et al. 2018; in place; modules already
+    wrapped are kept).
+
+    ``sigma`` is the largest singular value of the weight reshaped to a matrix
+    ``[out, in * prod(kernel)]``, estimated by ``n_power_iterations`` of power iteration per
+    training forward. For a Linear layer that is the layer's Lipschitz constant; for a
+    convolution it is not, and the convolution's own norm can be larger (1.8 measured for a 3x3
+    conv on 8x8 inputs), so a normalised conv critic is Lipschitz with a constant above 1 that
+    the method does not control. A module containing BatchNorm / LayerNorm / GroupNorm /
+    InstanceNorm / RMSNorm layers is a ``ValueError``: they divide by statistics of the data, so
+    the critic's slope grows as the data's spread shrinks, whatever the weights' norms.
+
+    Example::
+
+        >>> critic = wdist.spectral_normalize(torch.nn.Sequential(
+        ...     torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)))
+    """
     from torch.nn.utils import parametrize
     from torch.nn.utils.parametrizations import spectral_norm
+
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    for name, sub in module.named_modules():
+        if isinstance(sub, _DATA_NORMS):
+            raise ValueError(
+                f"spectral normalisation cannot bound the slope of a critic with normalisation "
+                f"layers: module {name or '(root)'!r} is a {type(sub).__name__}, which divides by "
+                "statistics of the data; remove it (SN critics have none), or use "
+                "lipschitz='gp' with LayerNorm/GroupNorm"
+            )
 
     for sub in list(module.modules()):
         if isinstance(sub, _NORMALIZED) and not parametrize.is_parametrized(sub, "weight"):
@@ -146,6 +188,7 @@ def critic_loss(
     critic: nn.Module,
     real: torch.Tensor,
     fake: torch.Tensor,
+    *,
     lipschitz: str = "gp",
     lam: float = 10.0,
     one_sided: bool = False,
@@ -164,7 +207,7 @@ def critic_loss(
         return penalty - w1
     loss = _mean_output(critic, fake) - _mean_output(critic, real)
     if lipschitz == "gp":
-        loss = loss + gradient_penalty(critic, real, fake, lam, one_sided)
+        loss = loss + gradient_penalty(critic, real, fake, lam=lam, one_sided=one_sided)
     return loss
 
 
@@ -194,7 +237,7 @@ _DEFAULT_OPTIM: dict[str, Callable[[Iterable[nn.Parameter]], torch.optim.Optimiz
 
 @torch.no_grad()
 def certified_w1(
-    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, chunk: int = 4096
+    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, *, chunk: int = 4096
 ) -> torch.Tensor:
     r"""A certified lower bound on the empirical W1 from any critic ``f``:
 
@@ -242,7 +285,8 @@ class WassersteinCritic:
     Args:
         module: the critic network ``f: [B, ...] -> [B] or [B, 1]``.
         lipschitz: ``"gp"`` (gradient penalty), ``"clip"`` (weight clipping), ``"sn"``
-            (spectral normalisation, applied to ``module`` here) or ``"pairs"``
+            (spectral normalisation, applied to ``module`` here; see :func:`spectral_normalize`
+            for what it bounds) or ``"pairs"``
             (:func:`pair_penalty` on the batch's real–fake pairs).
         lam: penalty weight (``"gp"`` and ``"pairs"``).  clip_value: clipping bound ``c``.
         one_sided: one-sided gradient penalty.
@@ -257,6 +301,7 @@ class WassersteinCritic:
         self,
         module: nn.Module,
         lipschitz: str = "gp",
+        *,
         lam: float = 10.0,
         clip_value: float = 0.01,
         one_sided: bool = False,
@@ -281,7 +326,7 @@ class WassersteinCritic:
             optimizer = optimizer(self.module.parameters())
         self.optimizer = optimizer
         if lipschitz == "clip":
-            clip_weights_(self.module, clip_value)
+            clip_weights_(self.module, c=clip_value)
 
     def step(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
         """One critic update on a batch; inputs are detached. Returns the logged quantities:
@@ -306,7 +351,7 @@ class WassersteinCritic:
         loss.backward()
         self.optimizer.step()
         if self.lipschitz == "clip":
-            clip_weights_(self.module, self.clip_value)
+            clip_weights_(self.module, c=self.clip_value)
         return {
             "critic_loss": float(loss.detach()),
             "w1": float(w1.detach()),
@@ -324,6 +369,7 @@ class WassersteinCritic:
         self,
         real: torch.Tensor,
         fake: torch.Tensor,
+        *,
         steps: int,
         batch_size: int = 256,
         generator: torch.Generator | None = None,

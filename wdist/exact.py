@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any
 
@@ -18,10 +19,7 @@ from wdist._checks import (
     point_spread,
     validation_enabled,
 )
-from wdist._cost import cost_matrix
-
-# POT's network simplex multiplies costs internally: keep them far below sqrt(float64 max).
-_MAX_COST = 1e100
+from wdist._cost import cost_matrix, sq_dist
 
 
 def _default_iter_cap(n: int, m: int) -> int:
@@ -29,23 +27,64 @@ def _default_iter_cap(n: int, m: int) -> int:
     return int(max(100_000, 50 * n * m))
 
 
+def _unit_cost(c64: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(C - min C) / span`` in ``[0, 1]`` and ``span``: the problem POT's network simplex is
+    tuned for (costs already in ``[0, 256]`` with a largest entry of at least ``1/256`` are
+    passed as they are, with ``span = 1``). Its optimality and feasibility tests use absolute
+    tolerances (about 1e-15): costs near 1e-14 stop it on a plan that is not optimal (13x too
+    high for 300 points), and negative costs make it report an infeasible problem. With
+    marginals of equal mass the optimal plan is the same after a shift and a positive rescaling
+    of ``C``."""
+    low, high = float(c64.min()), float(c64.max())
+    span = high - low
+    if not math.isfinite(span):
+        raise ValueError(
+            f"the ground cost's range overflows float64 (entries from {low:.3g} to {high:.3g}): "
+            "rescale the cost (or x and y)"
+        )
+    if low >= 0 and 2.0**-8 <= high <= 2.0**8:
+        return c64, 1.0  # at that scale already (emd's usually are): no n x m copy
+    if span == 0:
+        return np.zeros_like(c64), 1.0
+    unit = c64 - low  # one n x m copy, scaled in place
+    unit /= span
+    return unit, span
+
+
 def emd_from_cost(
     a: Any,
     b: Any,
     cost: Any,
-    num_iter_max: int | None = None,
+    *,
     return_plan: bool = False,
+    num_iter_max: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Exact OT cost :math:`\min_{P \in U(a,b)} \langle P, C \rangle` for a given cost matrix.
 
-    ``a [n]``, ``b [m]`` non-negative weights (normalised here; uniform if None), ``cost [n, m]``
-    (tensor, numpy array or list; an integer cost is cast to the default float dtype). The plan
-    is solved in float64 by POT's network simplex; the returned cost is differentiable w.r.t.
-    ``cost`` (through the fixed optimal plan) and w.r.t. ``a``, ``b`` (through the centred dual
-    potentials), as in ``ot.emd2``. Raises ``RuntimeError`` if the solver stops before optimality;
-    invalid inputs are a ``ValueError``/``TypeError`` naming the argument.
+    The arguments come in POT's order (``ot.emd2(a, b, M)``).
 
-    Returns a 0-dim tensor (the cost), or ``(cost, plan [n, m])`` with ``return_plan=True``.
+    Args:
+        a, b: ``[n]``, ``[m]`` non-negative weights (normalised here; uniform if None).
+        cost: ``[n, m]`` cost matrix (tensor, numpy array or list), any sign: an integer cost is
+            cast to the default float dtype, float16/bfloat16 to float32.
+        return_plan: also return the optimal plan ``[n, m]``.
+        num_iter_max: simplex iteration cap (default ``max(1e5, 50 n m)``).
+
+    The plan is solved in float64 by POT's network simplex on ``(C - min C) / (max C - min C)``
+    (the same optimal plan: both marginals have mass 1), so the solve does not depend on the
+    costs' scale or sign; the value is :math:`\langle P, C \rangle` on the given ``C``. It is
+    differentiable w.r.t. ``cost`` (through the fixed optimal plan) and w.r.t. ``a``, ``b``
+    (through the centred dual potentials), as in ``ot.emd2``. Raises ``RuntimeError`` if the
+    solver stops before optimality; invalid inputs are a ``ValueError``/``TypeError`` naming the
+    argument.
+
+    Returns:
+        a 0-dim tensor (the cost), or ``(cost, plan [n, m])`` with ``return_plan=True``.
+
+    Example::
+
+        >>> wdist.emd_from_cost(None, None, torch.tensor([[-2.0, -3.0], [-3.0, -2.0]]))
+        tensor(-3.)
     """
     import ot  # POT is only needed here; keep `import wdist` light
 
@@ -62,16 +101,10 @@ def emd_from_cost(
     b64 = b.detach().to("cpu", torch.float64).numpy()
     a64 = a64 / a64.sum()
     b64 = b64 / b64.sum()
-    c64 = np.ascontiguousarray(cost.detach().to("cpu", torch.float64).numpy())
-    cmax = c64.max()
-    if not np.isfinite(cmax) or cmax > _MAX_COST:
-        raise ValueError(
-            f"the ground cost overflows (largest entry {cmax:.3g}; the network simplex needs "
-            f"costs below {_MAX_COST:g}): rescale x and y"
-        )
+    unit, span = _unit_cost(np.ascontiguousarray(cost.detach().to("cpu", torch.float64).numpy()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        plan, log = ot.emd(a64, b64, c64, numItermax=cap, log=True)
+        plan, log = ot.emd(a64, b64, unit, numItermax=cap, log=True)
     if log.get("result_code", 1) != 1:
         raise RuntimeError(
             f"exact OT did not reach optimality ({log.get('warning')}; n={n}, m={m}, "
@@ -80,11 +113,39 @@ def emd_from_cost(
     plan_t = torch.as_tensor(plan, dtype=cost.dtype, device=cost.device)
     value = (plan_t * cost).sum()
     if a.requires_grad or b.requires_grad:
-        u = torch.as_tensor(log["u"], dtype=cost.dtype, device=cost.device)
-        v = torch.as_tensor(log["v"], dtype=cost.dtype, device=cost.device)
+        # potentials of the unit problem, scaled back (the shift vanishes once centred)
+        u = torch.as_tensor(log["u"] * span, dtype=cost.dtype, device=cost.device)
+        v = torch.as_tensor(log["v"] * span, dtype=cost.dtype, device=cost.device)
         value = value + ((a - a.detach()) * (u - u.mean())).sum()
         value = value + ((b - b.detach()) * (v - v.mean())).sum()
     return (value, plan_t) if return_plan else value
+
+
+def _ground_cost(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
+    """``C_ij = ||x_i - y_j||^p``, exactly 0 where ``x_i == y_j``.
+
+    For p = 2 the matrix-product expansion (fast in high dimension) leaves round-off of about
+    ``d eps (|x_i|^2 + |y_j|^2)`` (norms after ``sq_dist``'s centring) where the true value is
+    0; the entries within a few times that bound are recomputed from differences. Other ``p``
+    go through ``torch.cdist`` on differences, which is exact at zero already."""
+    if p != 2:
+        return cost_matrix(x, y, p)
+    cost = sq_dist(x, y)
+    with torch.no_grad():
+        centre = torch.cat([x, y]).mean(0)
+        xx = (x - centre).pow(2).sum(-1)
+        yy = (y - centre).pow(2).sum(-1)
+        slack = 4 * (x.shape[-1] + 2) * torch.finfo(x.dtype).eps
+        if bool(cost.amin() > slack * (xx.amax() + yy.amax())):
+            return cost  # no entry within the bound anywhere (the usual case): one reduction
+        bound = (xx[:, None] + yy[None, :]).mul_(slack)
+        rows, cols = (cost <= bound).nonzero(as_tuple=True)
+        del bound
+    if rows.numel() > x.shape[0] + y.shape[0]:  # many near-duplicates: all from differences
+        return torch.cdist(x, y, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+    if rows.numel():
+        cost = cost.index_put((rows, cols), (x[rows] - y[cols]).pow(2).sum(-1))
+    return cost
 
 
 def emd(
@@ -92,6 +153,7 @@ def emd(
     y: Any,
     a: Any = None,
     b: Any = None,
+    *,
     p: float = 1,
     return_plan: bool = False,
     num_iter_max: int | None = None,
@@ -101,7 +163,11 @@ def emd(
     .. math::  W_p^p = \min_{P \ge 0,\ P 1 = a,\ P^\top 1 = b} \sum_{ij} P_{ij} \|x_i - y_j\|^p
 
     Solved by POT's network simplex (``ot.emd``) with an iteration cap large enough for the
-    problem; a solve that stops early is an error, never a too-high number.
+    problem; a solve that stops early is an error, never a too-high number. The points are first
+    divided by a power of two near their spread (exact in floating point; the cost is then
+    multiplied back by its ``p``-th power), so that the result does not depend on the units:
+    coordinates around 1e-7 or 1e7 give the same relative accuracy as around 1. The cost of
+    identical points is exactly 0.
 
     Args:
         x: ``[n, d]`` (or ``[n]`` for 1-D) points.  y: ``[m, d]`` points.
@@ -111,13 +177,27 @@ def emd(
         num_iter_max: simplex iteration cap (default ``max(1e5, 50 n m)``).
 
     Returns:
-        0-dim cost tensor (gradients w.r.t. ``x``, ``y``, ``a``, ``b``), and the plan if asked.
+        0-dim cost tensor (gradients w.r.t. ``x``, ``y``, ``a``, ``b``), and the plan if asked;
+        in the inputs' dtype (float32 for float16/bfloat16 inputs, which are promoted).
+
+    Example::
+
+        >>> x, y = torch.tensor([[0.0], [1.0]]), torch.tensor([[2.0], [3.0]])
+        >>> wdist.emd(x, y, p=2)       # each point moves by 2
+        tensor(4.)
     """
     p = check_p(p)
     x, y = check_clouds(x, y)
     a = check_weights(a, "a", x.shape[:1], like=x)
     b = check_weights(b, "b", y.shape[:1], like=x)
+    spread = point_spread(x, y)
     if validation_enabled():  # name the overflow before the cost matrix holds inf
-        limit = min(_MAX_COST, torch.finfo(x.dtype).max / 4)
-        check_cost_range(point_spread(x, y), p, x.dtype, limit=limit)
-    return emd_from_cost(a, b, cost_matrix(x, y, p), num_iter_max, return_plan)
+        check_cost_range(spread, p, x.dtype)
+    scale = 2.0 ** math.floor(math.log2(spread)) if 0 < spread < math.inf else 1.0
+    out = emd_from_cost(
+        a, b, _ground_cost(x / scale, y / scale, p),
+        return_plan=return_plan, num_iter_max=num_iter_max,
+    )
+    value, plan = out if return_plan else (out, None)
+    value = value * scale**p
+    return (value, plan) if return_plan else value

@@ -19,8 +19,11 @@ from wdist._checks import (
 
 def _prepare(values: Any, weights: Any, name: str, like: torch.Tensor | None):
     v = as_tensor(values, name, like=like)
-    if v.dim() == 0 or v.shape[-1] == 0:
-        raise ValueError(f"{name} must have shape [..., n] with n >= 1, got {tuple(v.shape)}")
+    if v.dim() == 0 or v.numel() == 0:
+        raise ValueError(
+            f"{name} must have shape [..., n] with n >= 1 and no empty batch dim, got "
+            f"{tuple(v.shape)}"
+        )
     w = None
     if weights is not None:
         w = check_weights(weights, name.replace("values", "weights"), v.shape, like=v)
@@ -48,7 +51,7 @@ def quantile_function(qs: Any, cdf: Any, sorted_values: Any) -> torch.Tensor:
     qs = as_tensor(qs, "qs")
     cdf = as_tensor(cdf, "cdf", like=qs)
     sorted_values = as_tensor(sorted_values, "sorted_values", like=qs)
-    if cdf.shape != sorted_values.shape or cdf.shape[-1:] == (0,):
+    if cdf.shape != sorted_values.shape or cdf.dim() == 0 or cdf.numel() == 0:
         raise ValueError(f"cdf and sorted_values must have the same non-empty shape [..., n], got "
                          f"{list(cdf.shape)} and {list(sorted_values.shape)}")
     if validation_enabled() and not bool(((qs >= 0) & (qs <= 1)).all()):  # NaN/inf: as_tensor
@@ -67,6 +70,7 @@ def wasserstein_1d(
     v_values: Any,
     u_weights: Any = None,
     v_weights: Any = None,
+    *,
     p: float = 1,
 ) -> torch.Tensor:
     r"""Optimal-transport cost between two 1-D distributions: :math:`W_p^p`.
@@ -84,7 +88,13 @@ def wasserstein_1d(
 
     Returns:
         ``[...]`` tensor of :math:`W_p^p` (for ``p = 1`` this is :math:`W_1`); differentiable
-        with respect to values and weights.
+        with respect to values and weights. In the inputs' dtype; float16/bfloat16 inputs are
+        computed in float32 and give float32.
+
+    Example::
+
+        >>> wdist.wasserstein_1d(torch.tensor([0.0, 1.0]), torch.tensor([2.0, 3.0]), p=2)
+        tensor(4.)
     """
     p = check_p(p)
     u, uw = _prepare(u_values, u_weights, "u_values", None)
