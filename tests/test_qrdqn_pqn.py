@@ -124,7 +124,7 @@ def test_pqn_learns_cartpole(tmp_path):
     cfg = load_config(PQNConfig, CONFIG)
     result = train(cfg, tmp_path, torch.device("cpu"))
     returns = evaluate(result["net"], cfg, episodes=10, device=torch.device("cpu"), epsilon=0.0)
-    assert np.mean(returns) > 150, returns
+    assert np.mean(returns) > 100, returns
 
 
 def test_resume_and_cli(tmp_path, capsys):
