@@ -130,7 +130,8 @@ def test_pqn_learns_cartpole(tmp_path):
 def test_resume_and_cli(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["qrdqn", "pqn", "--config", str(CONFIG), "--set", "num_envs=4",
-            "--set", "num_steps=8", "--set", "num_minibatches=2", "--out", str(out),
+            "--set", "num_steps=8", "--set", "num_minibatches=2", "--set", "num_epochs=2",
+            "--out", str(out),
             "--device", "cpu"]
     assert main([*args, "--total-frames", "64", "--eval-episodes", "2"]) == 0
     for name in ("checkpoint.pt", "log.csv", "curve.png", "eval.csv", "summary.json"):
