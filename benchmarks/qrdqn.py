@@ -15,9 +15,16 @@ The learner's ceiling on this machine is printed with them: the FLOPs of one bat
 (torch's FlopCounterMode: convolutions and matrix products of the online forward + backward and
 the target forward) against the single-thread sgemm rate measured in the same process.
 
-Each is the median of ``--repeats`` runs; ratios are ours / sb3. Writes results/qrdqn/benchmark.md
-and .json with the machine, versions and command. Needs ``pip install sb3-contrib
-opencv-python-headless`` (the ``bench`` extra).
+Each is the median of ``--repeats`` interleaved runs; ratios are ours / sb3, with the range of the
+per-repeat ratios beside them. ``--compile-update`` adds our learner step under ``torch.compile``:
+eager against eager, the two learners are within a few percent, so any larger ratio in the
+compiled column is the compiler's. Writes results/qrdqn/benchmark.md and .json with the machine,
+versions and command. Needs ``pip install sb3-contrib opencv-python-headless`` (the ``bench``
+extra).
+
+``--pqn-cartpole FRAMES`` instead times our QR-DQN (configs/qrdqn/cartpole.yaml) and the quantile
+PQN (configs/qrdqn/pqn-cartpole.yaml) end to end on CartPole-v1 in this one process, each for
+FRAMES frames, interleaved, and writes results/qrdqn/pqn.md and .json.
 """
 
 from __future__ import annotations
@@ -158,16 +165,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-envs", type=int, default=8, help="our parallel emulators")
     parser.add_argument("--act-frames", type=int, default=40_000)
-    parser.add_argument("--updates", type=int, default=100)
+    parser.add_argument("--updates", type=int, default=300)
     parser.add_argument("--e2e-frames", type=int, default=12_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both)")
     parser.add_argument("--out", default=str(ROOT / "results/qrdqn"))
     parser.add_argument("--compile-update", action="store_true",
                         help="also time ours with compile_update (torch.compile'd learner step)")
+    parser.add_argument("--pqn-cartpole", type=int, default=0, metavar="FRAMES",
+                        help="only time QR-DQN vs quantile PQN on CartPole for FRAMES frames each")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("WDIST_NO_PROGRESS", "1")
+    if args.pqn_cartpole:
+        pqn_vs_qrdqn_cartpole(args.pqn_cartpole, args.repeats, args.threads, Path(args.out))
+        return
     never = 10**9
     rows = {  # name: (ours(compile_update), sb3-contrib, whether it runs the learner)
         "acting frames/s": (lambda c: ours_fps(args.num_envs, args.act_frames, never, c),
@@ -207,11 +219,14 @@ def main() -> None:
                 runs[key].append(run())
         r = {key: statistics.median(v) for key, v in runs.items()}
         r |= {f"ratio_{key}": r[key] / r["sb3_contrib"] for key in runners if key != "sb3_contrib"}
+        r |= {f"ratio_{key}_range": [min(a / b for a, b in zip(runs[key], runs["sb3_contrib"])),
+                                     max(a / b for a, b in zip(runs[key], runs["sb3_contrib"]))]
+              for key in runners if key != "sb3_contrib"}
         r |= {f"{key}_runs": v for key, v in runs.items()}
         r["ratio"] = r["ratio_ours"]
         results[name] = r
         print(f"{name}: " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()
-                                       if not k.endswith("_runs")), flush=True)
+                                       if not k.endswith(("_runs", "_range"))), flush=True)
         _write(Path(args.out), meta, results)  # after every row, so a cut run keeps its numbers
     print(f"wrote {Path(args.out) / 'benchmark.md'}")
 
@@ -232,11 +247,19 @@ def _write(out: Path, meta: dict, results: dict) -> None:
         "| measure | ours | ours, `compile_update` | sb3-contrib | ratio | ratio, compiled |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    def ratio(r: dict, key: str) -> str:
+        low, high = r.get(f"ratio_{key}_range", (r[f"ratio_{key}"],) * 2)
+        return f"{r[f'ratio_{key}']:.2f}x ({low:.2f}–{high:.2f})"
+
     for name, r in results.items():
-        comp = (f"{r['ours_compiled']:.1f}", f"{r['ratio_ours_compiled']:.2f}x") \
+        comp = (f"{r['ours_compiled']:.1f}", ratio(r, "ours_compiled")) \
             if "ours_compiled" in r else ("–", "–")
         lines.append(f"| {name} | {r['ours']:.1f} | {comp[0]} | {r['sb3_contrib']:.1f} | "
-                     f"{r['ratio']:.2f}x | {comp[1]} |")
+                     f"{ratio(r, 'ours')} | {comp[1]} |")
+    lines += ["", "Ratios: median of the runs, and in brackets the range of the per-repeat "
+              "ratios (each repeat runs every column once, back to back). The `ratio` column is "
+              "eager against eager; the compiled column differs from it by `torch.compile` "
+              "alone (same loss, same update, tested equal to eager)."]
     learner = results.get("learner updates/s (batch 32)")
     if learner:
         flop = meta["learner_compute"]["gflop_per_update"]
@@ -250,6 +273,62 @@ def _write(out: Path, meta: dict, results: dict) -> None:
                   f"forward); this thread's sgemm runs at {peak:.0f} GFLOP/s, a ceiling of "
                   f"{peak / flop:.0f} updates/s for any learner here. Achieved: {rates}."]
     (out / "benchmark.md").write_text("\n".join(lines) + "\n")
+
+
+def pqn_vs_qrdqn_cartpole(frames: int, repeats: int, threads: int, out: Path) -> None:
+    """End-to-end frames/s (acting + learning, wall clock of ``train``) of our QR-DQN and our
+    quantile PQN on CartPole-v1, each at its shipped config cut to ``frames`` frames, interleaved
+    ``repeats`` times in this process; then each one's greedy mean return over 10 games."""
+    from wdist_apps.qrdqn import pqn
+    from wdist_apps.qrdqn.evaluate import evaluate
+
+    agents = {
+        "QR-DQN": (QRDQNConfig, ROOT / "configs/qrdqn/cartpole.yaml", train),
+        "quantile PQN": (pqn.PQNConfig, ROOT / "configs/qrdqn/pqn-cartpole.yaml", pqn.train),
+    }
+    runs: dict[str, list[dict]] = {name: [] for name in agents}
+    for _ in range(repeats):
+        for name, (cls, path, train_fn) in agents.items():
+            cfg = load_config(cls, path, {"total_frames": frames, "torch_threads": threads})
+            cpu_start = time.process_time()
+            with tempfile.TemporaryDirectory() as tmp:
+                result = train_fn(cfg, tmp, torch.device("cpu"))
+            cpu_s = time.process_time() - cpu_start
+            returns = evaluate(result["net"], cfg, 10, torch.device("cpu"), epsilon=0.0)
+            runs[name].append({"frames": result["frames"], "wall_s": result["wall_s"],
+                               "cpu_s": cpu_s, "fps": result["frames"] / result["wall_s"],
+                               "frames_per_cpu_s": result["frames"] / cpu_s,
+                               "eval_mean_return": float(np.mean(returns))})
+            print(name, runs[name][-1], flush=True)
+    meta = {"machine": describe(torch.device("cpu")), "cpu_count": os.cpu_count(),
+            "torch_threads": threads, "torch": torch.__version__,
+            "python": sys.version.split()[0], "command": command_line(), "repeats": repeats,
+            "load_average_1_5_15_min_at_end": os.getloadavg()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pqn.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=2))
+    fps = {name: statistics.median(r["fps"] for r in rs) for name, rs in runs.items()}
+    per_cpu = {name: statistics.median(r["frames_per_cpu_s"] for r in rs)
+               for name, rs in runs.items()}
+    lines = [
+        "# Quantile PQN vs QR-DQN on CartPole-v1 (CPU, one process)", "",
+        f"Machine: {meta['machine']}, {meta['cpu_count']} cores, torch {meta['torch']} on "
+        f"{threads} thread(s), Python {meta['python']}; load average at the end "
+        f"{meta['load_average_1_5_15_min_at_end'][0]:.1f}. Each agent at its shipped config "
+        f"(`configs/qrdqn/cartpole.yaml`, `configs/qrdqn/pqn-cartpole.yaml`) with total_frames "
+        f"{frames}; {repeats} interleaved runs, median.", "",
+        f"Command: `{meta['command']}`", "",
+        "| agent | frames per CPU second | frames/s, wall clock | greedy mean return, 10 games |",
+        "|---|---:|---:|---|",
+    ]
+    for name, rs in runs.items():
+        lines.append(f"| {name} | {per_cpu[name]:.0f} | {fps[name]:.0f} | "
+                     + ", ".join(f"{r['eval_mean_return']:.1f}" for r in rs) + " |")
+    lines += ["", "Frames per CPU second (the process's CPU time, `time.process_time`) is the "
+              "figure that survives a shared machine's load; wall clock is beside it. Ratio "
+              f"(quantile PQN / QR-DQN): {per_cpu['quantile PQN'] / per_cpu['QR-DQN']:.2f}x per "
+              f"CPU second, {fps['quantile PQN'] / fps['QR-DQN']:.2f}x wall clock."]
+    (out / "pqn.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out / 'pqn.md'}")
 
 
 if __name__ == "__main__":

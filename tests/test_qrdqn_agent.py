@@ -47,6 +47,19 @@ def test_save_load_gives_identical_actions(tmp_path):
     assert result["updates"] > 0
 
 
+@pytest.mark.parametrize("period, synced_last_step", [(1200, True), (1000, False)])
+def test_target_copy_period_is_in_agent_steps(tmp_path, period, synced_last_step):
+    # 1,200 agent steps, updates from step 400 (200 updates in all): a period of 1,200 agent steps
+    # copies at the very last step (target = final network); one of 1,000 copies at step 1,000,
+    # then 50 more updates move the online network away. Counted in updates (200 < 1,000) neither
+    # would ever copy.
+    train(_tiny(target_update_period_steps=period), tmp_path, torch.device("cpu"))
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["counters"]["updates"] == 200
+    same = all(torch.equal(state["net"][k], state["target_net"][k]) for k in state["net"])
+    assert same is synced_last_step
+
+
 def test_resume_continues_counters_log_and_optimizer(tmp_path):
     first = train(_tiny(total_frames=800), tmp_path, torch.device("cpu"))
     resumed = train(_tiny(total_frames=1600), tmp_path, torch.device("cpu"), resume=True)

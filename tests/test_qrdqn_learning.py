@@ -10,6 +10,7 @@ import wdist
 from wdist_apps.qrdqn.agent import (
     _make_update,
     build_network,
+    crosses_target_sync,
     epsilon_at,
     quantile_targets,
     td_loss,
@@ -101,12 +102,30 @@ def test_nature_torso_shapes():
     assert net(obs).shape == (2, 6, 200)
 
 
-def test_epsilon_schedule():
-    cfg = QRDQNConfig(epsilon_start=1.0, epsilon_final=0.01, epsilon_decay_steps=100)
+def test_epsilon_schedule_starts_after_learning_starts():
+    # Dopamine's linearly_decaying_epsilon(decay_period=100, step, warmup_steps=1000, 0.01):
+    # 1 until the warm-up ends, then linear to 0.01 over 100 steps.
+    cfg = QRDQNConfig(epsilon_start=1.0, epsilon_final=0.01, epsilon_decay_steps=100,
+                      learning_starts=1000)
     assert epsilon_at(0, cfg) == 1.0
-    assert epsilon_at(50, cfg) == pytest.approx(0.505)
-    assert epsilon_at(100, cfg) == pytest.approx(0.01)
+    assert epsilon_at(1000, cfg) == 1.0
+    assert epsilon_at(1050, cfg) == pytest.approx(0.505)
+    assert epsilon_at(1100, cfg) == pytest.approx(0.01)
     assert epsilon_at(10_000, cfg) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("num_envs", [1, 3, 8])
+def test_target_sync_counts_agent_steps(num_envs):
+    """A copy each time the agent-step counter passes a multiple of the period, whatever the
+    number of envs: with one env, after steps P, 2P, ... (Dopamine's training_steps % P)."""
+    period, total = 40, 1000
+    synced_at = [s + num_envs for s in range(0, total, num_envs)
+                 if crosses_target_sync(s, num_envs, period)]
+    assert len(synced_at) == total // period
+    # each copy happens in the vector step that contains the multiple of the period
+    for k, at in enumerate(synced_at, start=1):
+        assert at - num_envs < k * period <= at
+    assert not crosses_target_sync(0, 1, period) and crosses_target_sync(period - 1, 1, period)
 
 
 def test_compiled_update_matches_eager(inductor_cpu):

@@ -226,4 +226,6 @@ def test_every_shipped_config_loads(path):
         sys.path.remove(str(ROOT / "benchmarks"))
     app = Path(path).parent.name
     cls = {"qrdqn": QRDQNConfig, "wdgrl": WDGRLConfig, "wgan": WGANConfig, "wmd": BenchConfig}[app]
+    if app == "qrdqn" and Path(path).name.startswith("pqn-"):
+        from wdist_apps.qrdqn.pqn import PQNConfig as cls
     assert isinstance(load_config(cls, ROOT / path), cls)

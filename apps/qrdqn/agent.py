@@ -56,9 +56,18 @@ def clip_reward(reward: np.ndarray, clip: float) -> np.ndarray:
 
 
 def epsilon_at(step: int, cfg: QRDQNConfig) -> float:
-    """Linear decay from epsilon_start to epsilon_final over epsilon_decay_steps agent steps."""
-    frac = min(1.0, step / max(1, cfg.epsilon_decay_steps))
+    """epsilon_start for the first learning_starts agent steps, then a linear decay to
+    epsilon_final over epsilon_decay_steps (Dopamine's ``linearly_decaying_epsilon`` with
+    warm-up = learning_starts; the DQN Lua code's ``ep_endt`` after ``learn_start``)."""
+    frac = min(1.0, max(0, step - cfg.learning_starts) / max(1, cfg.epsilon_decay_steps))
     return cfg.epsilon_start + frac * (cfg.epsilon_final - cfg.epsilon_start)
+
+
+def crosses_target_sync(steps_done: int, num_envs: int, period_steps: int) -> bool:
+    """Whether this vector step (agent steps ``steps_done + 1 .. steps_done + num_envs``) reaches
+    a multiple of ``period_steps``: the target copy every ``target_update_period_steps`` agent
+    steps, counted in agent steps whatever the number of envs."""
+    return (steps_done + num_envs) // period_steps > steps_done // period_steps
 
 
 def build_network(cfg: QRDQNConfig, num_actions: int,
@@ -198,8 +207,8 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
                     q_sum += q_mean
                     n_losses += 1
                     counters["updates"] += 1
-                    if counters["updates"] % cfg.target_update_period == 0:
-                        target_net.load_state_dict(net.state_dict())
+                if crosses_target_sync(counters["steps"], E, cfg.target_update_period_steps):
+                    target_net.load_state_dict(net.state_dict())
             step = envs.recv()
             # --- store: one frame per env; rewards clipped and life losses terminal for learning -
             reward = clip_reward(step.reward, cfg.reward_clip)

@@ -1,4 +1,4 @@
-"""``wdist qrdqn train | eval | plot`` (heavy imports happen inside the handlers)."""
+"""``wdist qrdqn train | pqn | eval | plot`` (heavy imports happen inside the handlers)."""
 
 from __future__ import annotations
 
@@ -12,27 +12,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "qrdqn", help="QR-DQN distributional RL on Atari / gymnasium (Dabney et al. 2018)",
         description="Train, evaluate and plot QR-DQN agents.",
     )
-    sub = parser.add_subparsers(dest="qrdqn_command", metavar="{train,eval,plot}", required=True)
+    sub = parser.add_subparsers(dest="qrdqn_command", metavar="{train,pqn,eval,plot}",
+                                required=True)
 
     train = sub.add_parser("train", help="train an agent (CSV log, atomic checkpoints, --resume)")
-    train.add_argument("--config", default=None,
-                       help="YAML under configs/qrdqn/ (default: the paper's Atari settings)")
-    train.add_argument("--env", dest="env_id", default=None, help="gymnasium id, e.g. ALE/Pong-v5")
-    train.add_argument("--total-frames", type=int, default=None,
-                       help="emulator frames to train for (Atari: 4 per agent step)")
-    train.add_argument("--num-envs", type=int, default=None, help="parallel environments")
-    train.add_argument("--seed", type=int, default=None)
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any config key, VALUE parsed as YAML (repeatable)")
-    train.add_argument("--out", default="runs/qrdqn", help="run folder (checkpoint.pt, log.csv)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue from OUT/checkpoint.pt (appends to OUT/log.csv)")
-    train.add_argument("--time-limit-min", type=float, default=None,
-                       help="stop training after this many minutes (checkpoint kept)")
-    train.add_argument("--eval-episodes", type=int, default=0,
-                       help="after training, evaluate this many episodes into OUT/eval.csv")
-    add_device_arg(train)
-    train.set_defaults(func=_train)
+    _add_train_args(train, agent="qrdqn")
+    pqn = sub.add_parser("pqn", help="train the quantile PQN agent (parallel envs, lambda-returns,"
+                         " LayerNorm, no replay or target network)")
+    _add_train_args(pqn, agent="pqn")
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint (epsilon-greedy, raw scores)")
     ev.add_argument("--checkpoint", required=True, help="a checkpoint.pt written by train")
@@ -50,7 +37,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pl.add_argument("--out", default="curve.png", help="PNG to write")
     pl.add_argument("--reference", action="append", default=[], metavar="LABEL=SCORE",
                     help="horizontal reference line, e.g. 'QR-DQN paper=21.0' (repeatable)")
+    pl.add_argument("--reference-curves", default=None, metavar="CSV",
+                    help="published per-iteration returns to draw, e.g. "
+                    "results/qrdqn/dopamine/pong_qrdqn.csv (Dopamine's QR-DQN on Pong)")
+    pl.add_argument("--max-frames", type=float, default=None,
+                    help="cut the x axis at this many frames")
     pl.set_defaults(func=_plot)
+
+
+def _add_train_args(parser: argparse.ArgumentParser, agent: str) -> None:
+    from wdist_apps.runtime.device import add_device_arg
+
+    default = "the paper's Atari settings" if agent == "qrdqn" else "PQNConfig's CartPole"
+    parser.add_argument("--config", default=None,
+                        help=f"YAML under configs/qrdqn/ (default: {default})")
+    parser.add_argument("--env", dest="env_id", default=None,
+                        help="gymnasium id, e.g. ALE/Pong-v5")
+    parser.add_argument("--total-frames", type=int, default=None,
+                        help="emulator frames to train for (Atari: 4 per agent step)")
+    parser.add_argument("--num-envs", type=int, default=None, help="parallel environments")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override any config key, VALUE parsed as YAML (repeatable)")
+    parser.add_argument("--out", default=f"runs/{agent}",
+                        help="run folder (checkpoint.pt, log.csv)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/checkpoint.pt (appends to OUT/log.csv)")
+    parser.add_argument("--time-limit-min", type=float, default=None,
+                        help="stop training after this many minutes (checkpoint kept)")
+    parser.add_argument("--eval-episodes", type=int, default=0,
+                        help="after training, evaluate this many episodes into OUT/eval.csv")
+    add_device_arg(parser)
+    parser.set_defaults(func=_train, agent=agent)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -68,7 +87,7 @@ def _train(args: argparse.Namespace) -> int:
                  seed=args.seed)
     overrides.update({k: v for k, v in flags.items() if v is not None})  # flags given win
     summary = train_and_report(args.config, overrides, args.out, args.device, args.resume,
-                               args.time_limit_min, args.eval_episodes)
+                               args.time_limit_min, args.eval_episodes, agent=args.agent)
     for key in ("frames", "updates", "episodes", "wall_s", "eval_mean_return"):
         if key in summary:
             print(f"{key}: {summary[key]}")
@@ -102,5 +121,7 @@ def _plot(args: argparse.Namespace) -> int:
         if not sep:
             raise ValueError(f"--reference expects LABEL=SCORE, got {item!r}")
         reference[label] = float(value)
-    print(f"wrote {plot_curves(args.logs, args.out, reference=reference)}")
+    out = plot_curves(args.logs, args.out, reference=reference,
+                      reference_curves=args.reference_curves, max_frames=args.max_frames)
+    print(f"wrote {out}")
     return 0

@@ -1,8 +1,9 @@
 """Every QR-DQN hyper-parameter in one place, named as in the paper (Dabney et al., AAAI 2018).
 
 Units: ``*_steps`` count agent steps (= transitions, one per env per vector step); an Atari agent
-step is ``frame_skip`` = 4 emulator frames. ``target_update_period`` counts parameter updates, as in
-Nature DQN. ``total_frames`` counts emulator frames, the unit papers report curves in.
+step is ``frame_skip`` = 4 emulator frames. The target-network period counts agent steps too, as the
+DQN Lua code, Dopamine and sb3-contrib do (10,000 steps = 40,000 frames = 2,500 updates at one
+update per 4 steps). ``total_frames`` counts emulator frames, the unit papers report curves in.
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ class QRDQNConfig:
     # learning, as benchmarks/qrdqn.py uses it to time acting)
     learning_starts: int = 50_000
     update_period: int = 4  # agent steps per parameter update (replay ratio = batch/period)
-    target_update_period: int = 10_000  # parameter updates between target-network copies
+    target_update_period_steps: int = 10_000  # agent steps between target-network copies
     epsilon_start: float = 1.0
     epsilon_final: float = 0.01
-    epsilon_decay_steps: int = 1_000_000  # agent steps of linear epsilon decay
+    # linear epsilon decay over this many agent steps, starting once learning_starts are stored
+    # (epsilon_start until then), as in the DQN Lua code and Dopamine
+    epsilon_decay_steps: int = 1_000_000
     epsilon_eval: float = 0.001
     # --- run -----------------------------------------------------------------------------------
     total_frames: int = 10_000_000
@@ -63,7 +66,7 @@ class QRDQNConfig:
     def __post_init__(self) -> None:
         positive = (
             "num_envs", "frame_skip", "frame_stack", "N", "batch_size", "n_step",
-            "replay_capacity", "update_period", "target_update_period", "total_frames",
+            "replay_capacity", "update_period", "target_update_period_steps", "total_frames",
             "log_every_steps", "checkpoint_every_frames",
         )
         for name in positive:

@@ -16,11 +16,15 @@ from wdist_apps.runtime.config import from_dict
 
 
 def load_agent(checkpoint: str | Path, device: torch.device) -> tuple[QRDQNConfig, QuantileNetwork]:
-    """The config and the online network stored in a training checkpoint."""
+    """The config and the online network stored in a training checkpoint (QR-DQN or PQN)."""
     from wdist_apps.qrdqn.agent import build_network
 
     state = load_checkpoint(checkpoint, map_location=device,
                             require=("config", "net", "num_actions", "obs_shape"), kind="QR-DQN")
+    if state.get("agent") == "pqn":
+        from wdist_apps.qrdqn import pqn
+
+        return pqn.load_agent(checkpoint, device)
     cfg = from_dict(QRDQNConfig, state["config"], f"{checkpoint} config")
     net = build_network(cfg, state["num_actions"], tuple(state["obs_shape"])).to(device)
     net.load_state_dict(state["net"])

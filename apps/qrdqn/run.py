@@ -20,18 +20,30 @@ from wdist_apps.runtime.machine import command_line, describe
 
 def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: str | Path,
                      device: str | torch.device = "auto", resume: bool = False,
-                     time_limit_min: float | None = None, eval_episodes: int = 0) -> dict[str, Any]:
-    """Train with ``config`` (+ ``overrides``) into ``out``; plot; optionally evaluate."""
+                     time_limit_min: float | None = None, eval_episodes: int = 0,
+                     agent: str = "qrdqn") -> dict[str, Any]:
+    """Train ``agent`` ("qrdqn" or "pqn", the quantile PQN) with ``config`` (+ ``overrides``)
+    into ``out``; plot; optionally evaluate."""
     if eval_episodes < 0:
         raise ValueError(f"eval_episodes must be >= 0, got {eval_episodes}")
     if time_limit_min is not None and time_limit_min <= 0:
         raise ValueError(f"time_limit_min must be > 0, got {time_limit_min}")
+    if agent not in ("qrdqn", "pqn"):
+        raise ValueError(f"agent must be 'qrdqn' or 'pqn', got {agent!r}")
     device = resolve_device(device)
-    cfg = load_config(QRDQNConfig, config, overrides)
+    if agent == "pqn":
+        from wdist_apps.qrdqn import pqn
+
+        cfg = load_config(pqn.PQNConfig, config, overrides)
+        train_fn, loss_column, title = pqn.train, "td_loss", "quantile PQN learning curve"
+    else:
+        cfg = load_config(QRDQNConfig, config, overrides)
+        train_fn, loss_column, title = train, "loss", "QR-DQN learning curve"
     out = Path(out)
-    result = train(cfg, out, device, resume=resume,
-                   time_limit_s=None if time_limit_min is None else 60.0 * time_limit_min)
-    plot_curves([out / "log.csv"], out / "curve.png", labels=[cfg.env_id])
+    result = train_fn(cfg, out, device, resume=resume,
+                      time_limit_s=None if time_limit_min is None else 60.0 * time_limit_min)
+    plot_curves([out / "log.csv"], out / "curve.png", labels=[cfg.env_id],
+                loss_column=loss_column, title=title)
     summary: dict[str, Any] = {k: v for k, v in result.items() if k != "net"}
     if eval_episodes:
         eval_cfg, net = load_agent(out / "checkpoint.pt", device)
