@@ -199,7 +199,8 @@ class ShardedCorpus:
     Each partition, with the vectors of the words it uses, is sent once (``bytes_sent``);
     :meth:`knn` sends only the query batch. ``search_stats_`` counts exact WMD solves (the
     seeds included), documents ruled out by RWMD (``pruned_rwmd``) and, of the rest, by WCD
-    (``skipped_wcd``), the partitions and the client-worker round trips (``rounds``).
+    (``skipped_wcd``), the documents the seeds' bound left to the walk (``candidates``, sent
+    to the client), the partitions and the client-worker round trips (``rounds``).
     """
 
     def __init__(
@@ -279,7 +280,7 @@ class ShardedCorpus:
             tol = 1e-4 if self.wmd.dtype == torch.float32 else 1e-7
         block = max(1, (1 << 22) // int(self.sizes.max()))  # bounds held per worker at once
         dist, ind = np.empty((len(Q), k)), np.empty((len(Q), k), dtype=np.int64)
-        stats = dict.fromkeys(_STATS, 0)
+        stats = dict.fromkeys((*_STATS, "candidates"), 0)
         self.rounds = 0  # client <-> workers round trips (gathers)
         for lo in range(0, len(Q), block):
             hi = min(lo + block, len(Q))
@@ -325,6 +326,7 @@ class ShardedCorpus:
             )
             c = c[np.lexsort((c[:, 2], c[:, 0]))]
             queue.append(c[~np.isin(c[:, 2], seeds[qi])])
+        stats["candidates"] += k * n_q + sum(len(c) for c in queue)
         ruled = sum(f[1] for f in found)
         stats["pruned_rwmd"] += int(ruled[:, 0].sum())
         stats["skipped_wcd"] += int(ruled[:, 1].sum())
