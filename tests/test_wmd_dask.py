@@ -59,9 +59,12 @@ def test_sharded_knn_equals_single_process(client, lee):
     assert stats["exact"] + stats["pruned_rwmd"] + stats["skipped_wcd"] == 8 * len(corpus)
     assert list(i2[0, :2]) == [0, len(corpus) - 1] and d2[0, 1] == 0.0  # tie broken by index
     # 3 uneven partitions on 2 workers: the same neighbours and the same number of solves
-    d3, i3 = WMD(wmd.embeddings).knn(queries, corpus, k=5, client=client, partitions=3)
+    other = WMD(wmd.embeddings)
+    d3, i3 = other.knn(queries, corpus, k=5, client=client, partitions=3)
     np.testing.assert_array_equal(i3, i1)
     np.testing.assert_array_equal(d3, d1)
+    assert other.search_stats_["partitions"] == 3
+    assert other.search_stats_["exact"] == stats["exact"]  # pruning does not weaken with P
     # independent reference for two queries: POT's exact EMD against every corpus document
     vec = np.asarray(wmd.embeddings.vectors)  # unit length in float32, as gensim (and WMD)
     vec = (vec / np.linalg.norm(vec, axis=1, keepdims=True)).astype(np.float64)
