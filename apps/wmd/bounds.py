@@ -63,13 +63,17 @@ def relaxed_wmd(
     c_w: torch.Tensor,
     c_indptr: torch.Tensor,
     max_elements: int = 1 << 24,
+    query_vectors: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """RWMD between every query and every corpus document: ``[Q, N]``.
 
     Per query, the distances from its words to every word the corpus uses (``[Lq, U]``) are
     computed once; the corpus side is then processed in chunks of at most ``max_elements``
-    gathered distances, with segment reductions (no padding).
+    gathered distances, with segment reductions (no padding). ``query_vectors``: a separate
+    table that ``q_ids`` index (default ``E``), so a corpus shard's table need not hold the
+    queries' words.
     """
+    Eq = E if query_vectors is None else query_vectors
     n = c_indptr.shape[0] - 1
     seg = segments(c_indptr)
     out = E.new_empty((q_indptr.shape[0] - 1, n))
@@ -77,7 +81,7 @@ def relaxed_wmd(
     for qi in range(len(bounds) - 1):
         rows = q_ids[bounds[qi] : bounds[qi + 1]]
         weights = q_w[bounds[qi] : bounds[qi + 1]]
-        D = torch.cdist(E[rows], E, compute_mode=EUCLID)  # [Lq, U]
+        D = torch.cdist(Eq[rows], E, compute_mode=EUCLID)  # [Lq, U]
         # l1: every corpus word to its nearest query word
         l1 = E.new_zeros(n).index_add_(0, seg, c_w * D.min(0).values[c_ids])
         # l2: every query word to its nearest word of each corpus document

@@ -29,12 +29,17 @@ class WMDKNeighborsClassifier(ClassifierMixin, BaseEstimator):
     ``fit(docs, y)`` stores the training documents; ``predict(docs)`` finds each document's
     ``n_neighbors`` nearest training documents with :meth:`WMD.knn` (``method``: "prune" = exact
     neighbours via prefetch-and-prune, "brute", or "sinkhorn") and takes a majority vote.
+    ``client`` (a ``distributed.Client``): the training documents are sharded over its workers
+    once and every ``predict`` searches them there.
     """
 
-    def __init__(self, wmd: WMD, n_neighbors: int = 5, method: str = "prune") -> None:
+    def __init__(
+        self, wmd: WMD, n_neighbors: int = 5, method: str = "prune", client: object = None
+    ) -> None:
         self.wmd = wmd
         self.n_neighbors = n_neighbors
         self.method = method
+        self.client = client
 
     def fit(self, X: Sequence[DocLike] | Documents, y: Sequence) -> WMDKNeighborsClassifier:
         """Store the training documents ``X`` with labels ``y``. Raw documents also fit the
@@ -62,7 +67,9 @@ class WMDKNeighborsClassifier(ClassifierMixin, BaseEstimator):
 
     def kneighbors(self, X: Sequence[DocLike]) -> tuple[np.ndarray, np.ndarray]:
         """``(distances [Q, k], indices [Q, k])`` of the nearest training documents."""
-        return self.wmd.knn(X, self.train_, self.n_neighbors, method=self.method)
+        return self.wmd.knn(
+            X, self.train_, self.n_neighbors, method=self.method, client=self.client
+        )
 
     def predict(self, X: Sequence[DocLike]) -> np.ndarray:
         _, ind = self.kneighbors(X)

@@ -61,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="prune",
         help="prune: exact prefetch-and-prune (default); brute; sinkhorn (approx.)",
     )
-    p.set_defaults(func=_knn)
+    _add_scheduler_arg(p)
+    p.set_defaults(func=_with_scheduler(_knn))
 
     p = sub.add_parser("classify", help="k-NN document classification with WMD")
     common(p)
@@ -85,7 +86,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep the rows already in --out and classify only the rest",
     )
-    p.set_defaults(func=_classify)
+    _add_scheduler_arg(p)
+    p.set_defaults(func=_with_scheduler(_classify))
+
+
+def _add_scheduler_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS|local:N",
+        help="search a corpus sharded on Dask: a scheduler address (tcp://host:8786) or local:N "
+        "(a LocalCluster of N worker processes, started and closed here); --method prune|brute",
+    )
+
+
+def _with_scheduler(func):
+    """Run ``func(args)`` with ``args.client``: a Dask client for ``--scheduler``, else None."""
+
+    def run(args: argparse.Namespace) -> int:
+        if args.scheduler is None:
+            args.client = None
+            return func(args)
+        if args.method == "sinkhorn":
+            raise ValueError("--scheduler searches with --method prune or brute, got sinkhorn")
+        from wdist_apps.wmd.distributed import open_client
+
+        with open_client(args.scheduler) as client:
+            args.client = client
+            return func(args)
+
+    return run
 
 
 def _model(args: argparse.Namespace):
@@ -137,7 +166,10 @@ def _knn(args: argparse.Namespace) -> int:
     keep = np.flatnonzero(docs.lengths > 0)
     if keep.size < len(corpus):
         print(f"skipped {len(corpus) - keep.size} corpus documents with no in-vocabulary word")
-    dist, ind = wmd.knn(args.query, docs.subset(keep), k=min(args.k, keep.size), method=args.method)
+    dist, ind = wmd.knn(
+        args.query, docs.subset(keep), k=min(args.k, keep.size), method=args.method,
+        client=args.client,
+    )
     for q, text in enumerate(args.query):
         print(f"query: {text}")
         for rank, (d, i) in enumerate(zip(dist[q], keep[ind[q]]), 1):
@@ -161,7 +193,7 @@ def _classify(args: argparse.Namespace) -> int:
         if c.labels is None:
             raise ValueError(f"{name}: the corpus has no labels")
     wmd = _model(args)
-    clf = wmd.kneighbors_classifier(n_neighbors=args.k, method=args.method)
+    clf = wmd.kneighbors_classifier(n_neighbors=args.k, method=args.method, client=args.client)
     tr = wmd.fit(train.texts).transform(train.texts)
     keep = np.flatnonzero(tr.lengths > 0)
     if args.k > keep.size:

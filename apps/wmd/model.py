@@ -139,6 +139,7 @@ class WMD:
         self.batch_size = batch_size
         self.idf_: np.ndarray | None = None
         self.search_stats_: dict[str, int] = {}
+        self._shards = None  # the last ShardedCorpus of knn(client=...)
 
     # ---------------------------------------------------------------- documents
     def fit(self, docs: Sequence[DocLike]) -> WMD:
@@ -166,18 +167,13 @@ class WMD:
 
     # ---------------------------------------------------------------- exact and Sinkhorn WMD
     def _exact(self, table: _Table, A: Documents, i: int, B: Documents, j: int) -> float:
-        """Exact WMD of ``A[i]`` and ``B[j]``: ``wdist.emd(x, y, a, b, p=1)``, i.e. POT's network
-        simplex on the Euclidean cost matrix, which is formed here (exact differences, float64)
-        and handed to ``wdist.emd_from_cost`` with the value checks off: the inputs are valid
-        by construction, and the checks cost 60% of a 15 x 18 solve in this hot loop."""
+        """Exact WMD of ``A[i]`` and ``B[j]`` (:func:`exact_wmd` on their float64 vectors)."""
         ia, wa = A.doc(i)
         ib, wb = B.doc(j)
         E = table.cpu64
         x = E[torch.as_tensor(np.searchsorted(table.rows, ia))]
         y = E[torch.as_tensor(np.searchsorted(table.rows, ib))]
-        cost = torch.cdist(x, y, compute_mode=bounds.EUCLID)
-        with wdist.set_validation(False):
-            return float(wdist.emd_from_cost(torch.as_tensor(wa), torch.as_tensor(wb), cost))
+        return exact_wmd(x, wa, y, wb)
 
     def _sinkhorn(
         self,
@@ -309,6 +305,9 @@ class WMD:
         k: int = 10,
         method: str = "prune",
         tol: float | None = None,
+        *,
+        client: object | None = None,
+        partitions: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest corpus documents of every query: ``(distances [Q, k], indices [Q, k])``
         sorted by (distance, index).
@@ -321,8 +320,18 @@ class WMD:
         ``1e-7`` when the bounds are computed in float64, ``1e-4`` in float32).
         ``"sinkhorn"`` ranks by batched Sinkhorn WMD (approximate). Counts of exact WMD
         evaluations and pruned documents are left in ``self.search_stats_``.
+
+        ``client`` (a ``distributed.Client``): the corpus is split into ``partitions``
+        (default: one per worker) held by the Dask workers, each searched with the same
+        prefetch-and-prune and one bound shared by all (:mod:`wdist_apps.wmd.distributed`);
+        the result is the same. The partitions of an encoded ``Documents`` corpus are kept for
+        the next call with the same corpus object, so a batch of queries sends only itself.
         """
         _check(method, _KNN_METHODS, "method")
+        if client is not None:
+            return self._knn_sharded(queries, corpus, k, method, tol, client, partitions)
+        if partitions is not None:
+            raise ValueError("partitions is for a sharded search: pass client= too")
         (Q, C), table = self._prepare(("queries", queries), ("corpus", corpus))
         if not isinstance(k, (int, np.integer)) or not 1 <= k <= len(C):
             raise ValueError(f"k must be an int in [1, {len(C)}] (the corpus size), got {k!r}")
@@ -373,11 +382,39 @@ class WMD:
         self.search_stats_ = stats
         return dist, ind
 
-    def kneighbors_classifier(self, n_neighbors: int = 5, method: str = "prune"):
-        """A scikit-learn style k-NN classifier using this WMD (``fit(docs, y)``/``predict``)."""
+    def _knn_sharded(self, queries, corpus, k, method, tol, client, partitions):
+        """:meth:`knn` on a Dask cluster, reusing the last sharding when it is of ``corpus``."""
+        from wdist_apps.wmd.distributed import ShardedCorpus
+
+        if method not in ("prune", "brute"):
+            raise ValueError(f"method must be 'prune' or 'brute' with client=, got {method!r}")
+        shards = getattr(self, "_shards", None)
+        if shards is None or not shards.matches(self, corpus, client, partitions):
+            shards = ShardedCorpus(self, corpus, client, partitions=partitions)
+            # only an encoded corpus is kept: a list of texts could change between calls
+            self._shards = shards if isinstance(corpus, Documents) else None
+        dist, ind = shards.knn(queries, k, method=method, tol=tol)
+        self.search_stats_ = dict(shards.search_stats_)
+        return dist, ind
+
+    def kneighbors_classifier(
+        self, n_neighbors: int = 5, method: str = "prune", client: object | None = None
+    ):
+        """A scikit-learn style k-NN classifier using this WMD (``fit(docs, y)``/``predict``);
+        ``client``: search on a Dask cluster (see :meth:`knn`)."""
         from wdist_apps.wmd.classifier import WMDKNeighborsClassifier
 
-        return WMDKNeighborsClassifier(self, n_neighbors=n_neighbors, method=method)
+        return WMDKNeighborsClassifier(self, n_neighbors=n_neighbors, method=method, client=client)
+
+
+def exact_wmd(x: torch.Tensor, a: np.ndarray, y: torch.Tensor, b: np.ndarray) -> float:
+    """Exact WMD between the word clouds ``x [n, dim]`` and ``y [m, dim]`` (float64, CPU) with
+    nBOW weights ``a [n]`` and ``b [m]``: the Euclidean cost (exact differences) handed to POT's
+    network simplex through ``wdist.emd_from_cost``, with the value checks off (the callers build
+    valid inputs; the checks cost 60% of a 15 x 18 solve in the search's hot loop)."""
+    cost = torch.cdist(x, y, compute_mode=bounds.EUCLID)
+    with wdist.set_validation(False):
+        return float(wdist.emd_from_cost(torch.as_tensor(a), torch.as_tensor(b), cost))
 
 
 def _check(value: str, allowed: tuple[str, ...], name: str) -> None:
