@@ -37,7 +37,7 @@ def decode_image(path: Path, image_size: int, channels: int) -> np.ndarray:
         im = im.resize((nw, nh), Image.BICUBIC)
         left, top = (nw - image_size) // 2, (nh - image_size) // 2
         im = im.crop((left, top, left + image_size, top + image_size))
-        return np.asarray(im, dtype=np.uint8).reshape(image_size, image_size, channels)
+        return np.array(im, dtype=np.uint8).reshape(image_size, image_size, channels)  # writable
 
 
 class ImageFolder(Dataset):
