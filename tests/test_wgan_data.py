@@ -147,3 +147,54 @@ def test_broken_npz_is_an_error_naming_the_file(tmp_path):
 def test_missing_data_folder_is_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"data: image folder not found: .*nofolder"):
         load_images(str(tmp_path / "nofolder"), 32)
+
+
+def test_image_folder_is_lazy_uint8_and_skips_a_corrupt_file(tmp_path, monkeypatch):
+    """Listing decodes nothing; an item is uint8 [C, S, S]; a corrupt file is skipped (its index
+    gives the next readable image) with a warning naming it."""
+    import wdist_apps.wgan.folder as folder
+
+    _write_folder(tmp_path)
+    decoded = []
+    real_decode = folder.decode_image
+    monkeypatch.setattr(folder, "decode_image", lambda p, *a: decoded.append(p.name)
+                        or real_decode(p, *a))
+    ds = folder.ImageFolder(tmp_path, 16, channels=3)
+    assert len(ds) == 5 and decoded == []  # alpha, broken, gray, sub/flat, wide: none decoded
+    x = ds[0]
+    assert x.dtype == torch.uint8 and x.shape == (3, 16, 16) and decoded == ["alpha.png"]
+    with pytest.warns(UserWarning, match=r"skipping unreadable image .*broken\.png"):
+        y = ds[1]
+    assert torch.equal(y, ds[2])  # broken.png -> the next file, gray.jpg
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # known bad: not decoded, not warned again
+        ds[1]
+    assert decoded.count("broken.png") == 1
+
+
+def test_folder_batches_convert_per_batch_and_are_seeded(tmp_path):
+    from wdist_apps.wgan.folder import FolderBatches, ImageFolder
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        img = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+    ds = ImageFolder(tmp_path, 12, channels=3)
+    stream = FolderBatches(ds, 4, seed=3, workers=0)
+    batches = [next(stream) for _ in range(3)]
+    assert all(b.shape == (4, 3, 12, 12) and b.dtype == torch.float32 for b in batches)
+    assert all(b.min() >= -1 and b.max() <= 1 for b in batches)
+    stored = torch.stack([ds[i] for i in range(6)]).float() / 127.5 - 1
+    for b in batches:  # every image of a batch is one of the folder's images
+        assert all(any(torch.allclose(im, s) for s in stored) for im in b)
+    resumed = FolderBatches(ds, 4, seed=3, workers=2, start=2)  # 2 worker processes, batch 2 on
+    assert torch.equal(next(resumed), batches[2])
+    flipped = FolderBatches(ds, 4, seed=3, workers=0, hflip=True)
+    f0 = next(flipped)
+    mirrored = [torch.equal(f, b.flip(-1)) and not torch.equal(f, b)
+                for f, b in zip(f0, batches[0])]
+    same = [torch.equal(f, b) for f, b in zip(f0, batches[0])]
+    assert all(m or s for m, s in zip(mirrored, same))
+    flips = sum(sum(torch.equal(f, b.flip(-1)) and not torch.equal(f, b)
+                    for f, b in zip(next(flipped), bt)) for bt in batches[1:])
+    assert 0 < flips + sum(mirrored) < 12  # about half of the 12 images are mirrored

@@ -27,7 +27,7 @@ def test_shapes(arch, shape, norm):
 
 
 def test_bad_arch_inputs():
-    with pytest.raises(ValueError, match="image_size must be 32 or 64"):
+    with pytest.raises(ValueError, match=r"image_size must be one of \(28, 32, 64\)"):
         build_models("dcgan", (1, 48, 48), 16, 8, "layer")
     with pytest.raises(ValueError, match="resnet"):
         build_models("resnet", (1, 64, 64), 16, 8, "layer")
@@ -42,6 +42,27 @@ def test_gp_critic_has_no_batch_norm():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in critic.modules())
     with pytest.raises(ValueError, match="batch.*invalid with lipschitz 'gp'"):
         WGANConfig(data="mnist", arch="dcgan", lipschitz="gp", critic_norm="batch")
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_sn_critic_has_no_norm_layers(arch):
+    """Spectral normalisation bounds conv/linear layers only: an SN critic has no batch/layer
+    norm (whose rescaling would escape the bound), and asking for one is an error."""
+    cfg = WGANConfig(data="mnist", arch=arch, lipschitz="sn")
+    _, critic = build_models(arch, (1, 32, 32), 16, 8, cfg.resolved_critic_norm)
+    norms = (torch.nn.BatchNorm2d, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    assert not any(isinstance(m, norms) for m in critic.modules())
+    _, with_norm = build_models(arch, (1, 32, 32), 16, 8, "layer")
+    assert any(isinstance(m, norms) for m in with_norm.modules())  # the check can fail
+    for norm in ("batch", "layer"):
+        with pytest.raises(ValueError, match=f"'{norm}' is invalid with lipschitz 'sn'"):
+            WGANConfig(data="mnist", arch=arch, lipschitz="sn", critic_norm=norm)
+
+
+def test_dcgan_at_mnist_size():
+    g, d = build_models("dcgan", (1, 28, 28), z_dim=16, width=8, critic_norm="layer")
+    x = g(torch.randn(3, 16))
+    assert x.shape == (3, 1, 28, 28) and d(x).shape == (3,)
 
 
 def test_settings_without_effect_are_errors():

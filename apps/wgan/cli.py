@@ -28,10 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_arg(train)
     train.set_defaults(func=_train)
 
-    sample = sub.add_parser("sample", help="write a sample grid (toy data: a scatter plot)")
+    sample = sub.add_parser(
+        "sample", help="write samples: a .png grid (toy data: a scatter plot) or a .npz array",
+        description="--out x.png: a grid image; --out x.npz: the raw samples (images: uint8 "
+        "[N, C, H, W] under key 'images'; toy data: float32 [N, 2] under key 'points'), for "
+        "your own metric tools.")
     sample.add_argument("--checkpoint", type=Path, required=True)
     sample.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
-    sample.add_argument("--out", type=Path, default=Path("grid.png"))
+    sample.add_argument("--out", type=Path, default=Path("grid.png"),
+                        help="a .png (grid) or .npz (raw samples) path (default grid.png)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--no-ema", action="store_true", help="use the raw generator")
     add_device_arg(sample)
@@ -41,15 +46,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--checkpoint", type=Path, required=True)
     evaluate.add_argument("--features", type=Path, help="feature extractor file (see train)")
     evaluate.add_argument("--no-ema", action="store_true", help="use the raw generator")
+    evaluate.add_argument("--inception", type=Path,
+                          help="local Inception-v3 weights (TorchScript, or torch-fidelity's "
+                          ".pth with torchmetrics): adds FID against the whole training set")
+    evaluate.add_argument("--n", type=int, default=10_000,
+                          help="generated samples for --inception FID (default 10,000)")
     add_device_arg(evaluate)
     evaluate.set_defaults(func=_eval)
 
-    results = sub.add_parser("results", help="regenerate results/wgan (about 15 min on 2 cores)")
+    results = sub.add_parser("results", help="regenerate results/wgan (toys ~10 min, MNIST "
+                             "~10 min per run on 2 idle cores)")
     results.add_argument("--out", type=Path, default=Path("results/wgan"))
     results.add_argument("--mnist-steps", type=int, help="MNIST generator iterations per run")
     results.add_argument("--toy-steps", type=int, help="toy generator iterations per run")
     results.add_argument("--parts", nargs="+", choices=("toy", "mnist"), default=["toy", "mnist"])
-    results.add_argument("--mnist-config", type=Path, help="default configs/wgan/mnist.yaml")
+    results.add_argument("--mnist-config", type=Path,
+                         help="one config for every method (default: configs/wgan/mnist.yaml "
+                         "for gp, mnist_sn.yaml for sn, mnist_clip.yaml for clip)")
+    results.add_argument("--methods", nargs="+", choices=("clip", "gp", "sn"),
+                         default=["gp", "sn"], help="MNIST methods (default gp sn)")
+    results.add_argument("--seeds", nargs="+", type=int, default=[0],
+                         help="MNIST seeds (default 0)")
     add_device_arg(results)
     results.set_defaults(func=_results)
 
@@ -64,7 +81,8 @@ def _train(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, resolve_device(args.device), features=args.features)
     metrics = trainer.fit(resume=args.resume)
     print(f"run directory: {trainer.run_dir}")
-    print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    print("final metrics: " + ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
     return 0
 
 
@@ -92,15 +110,20 @@ def _sample(args: argparse.Namespace) -> int:
     import torch
 
     from wdist_apps.wgan.evaluate import generate
-    from wdist_apps.wgan.plots import save_grid, save_toy_figure
+    from wdist_apps.wgan.plots import save_grid, save_samples_npz, save_toy_figure
 
     if args.n < 1:
         raise ValueError(f"--n must be >= 1, got {args.n}")
+    suffix = args.out.suffix.lower()
+    if suffix not in (".png", ".npz"):
+        raise ValueError(f"--out must end in .png (a grid) or .npz (raw samples), got {args.out}")
     trainer = _load(args)
     gen = trainer.generator if args.no_ema else trainer.sampler
     rng = torch.Generator().manual_seed(args.seed)
     x = generate(gen, args.n, trainer.cfg.z_dim, trainer.device, rng)
-    if trainer.cfg.is_toy:
+    if suffix == ".npz":
+        path = save_samples_npz(x, args.out, is_toy=trainer.cfg.is_toy)
+    elif trainer.cfg.is_toy:
         path = save_toy_figure(trainer.eval_real, x, trainer.critic.module, args.out,
                                f"{trainer.cfg.data}, {trainer.cfg.lipschitz}, step {trainer.step}")
     else:
@@ -114,6 +137,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     trainer = _load(args, args.features, real_data=True)
     metrics = {"step": trainer.step, **trainer.evaluate(use_ema=not args.no_ema)}
+    if args.inception is not None:
+        metrics["inception_fid"] = _inception_fid(trainer, args)
     if len(metrics) == 1:
         raise ValueError(
             "no metric applies: images other than 1x32x32 need --features (a feature extractor)"
@@ -122,12 +147,32 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inception_fid(trainer, args: argparse.Namespace) -> dict:
+    import torch
+
+    from wdist_apps.wgan.data import iter_images
+    from wdist_apps.wgan.evaluate import generate
+    from wdist_apps.wgan.fid import InceptionFeatures, inception_fid
+
+    cfg = trainer.cfg
+    if cfg.is_toy:
+        raise ValueError("--inception: toy data is scored by exact W1, FID applies to images")
+    if args.n < 2:
+        raise ValueError(f"--n must be >= 2 for a covariance, got {args.n}")
+    model = InceptionFeatures(args.inception, trainer.device)
+    gen = trainer.generator if args.no_ema else trainer.sampler
+    fake = generate(gen, args.n, cfg.z_dim, trainer.device, torch.Generator().manual_seed(0))
+    real = iter_images(cfg.data, cfg.image_size, cfg.channels, workers=cfg.workers)
+    return inception_fid(fake, real, model, device=trainer.device)
+
+
 def _results(args: argparse.Namespace) -> int:
     from wdist_apps.runtime import resolve_device
-    from wdist_apps.wgan.results import CONFIGS, regenerate
+    from wdist_apps.wgan.results import regenerate
 
     written = regenerate(args.out, resolve_device(args.device), args.mnist_steps, args.toy_steps,
-                         tuple(args.parts), args.mnist_config or CONFIGS / "mnist.yaml")
+                         tuple(args.parts), args.mnist_config, tuple(args.methods),
+                         tuple(args.seeds))
     for path in written:
         print(path)
     return 0

@@ -49,7 +49,7 @@ class WGANConfig:
     data: str = "8gaussians"  # a toy set, mnist, digits, an image folder or a .npz file
     lipschitz: str = "gp"  # clip | gp | sn
     arch: str = "mlp"  # mlp | dcgan | resnet
-    image_size: int = 32  # images are resized + centre-cropped to this (32 or 64 for convs)
+    image_size: int = 32  # images are resized + centre-cropped to this (dcgan: 28, 32 or 64)
     channels: int = 1  # 1 = grayscale, 3 = RGB (image folders; mnist/digits are grayscale)
     z_dim: int = 2  # noise dimension
     width: int = 512  # MLP hidden units / base conv channels
@@ -61,6 +61,8 @@ class WGANConfig:
     betas: list[float] | None = None  # Adam betas (None: method default)
     lam: float = 10.0  # gradient-penalty weight
     clip_value: float = 0.01  # weight-clipping bound c
+    hflip: bool = False  # mirror each real image left-right with probability 1/2
+    workers: int = 2  # DataLoader worker processes decoding an image folder (0: main process)
     ema: bool = True  # keep an EMA copy of the generator (used for samples and evaluation)
     ema_decay: float = 0.999  # with warm-up: decay_t = min(ema_decay, (1 + t) / (10 + t))
     seed: int = 0
@@ -90,6 +92,8 @@ class WGANConfig:
                      "checkpoint_every", "eval_samples", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.n_critic is not None and self.n_critic < 1:
             raise ValueError(f"n_critic must be >= 1, got {self.n_critic}")
         if self.betas is not None and len(self.betas) != 2:
@@ -98,6 +102,11 @@ class WGANConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lipschitz == "gp" and self.resolved_critic_norm == "batch":
             raise ValueError("critic_norm 'batch' is invalid with lipschitz 'gp' (use 'layer')")
+        if self.lipschitz == "sn" and self.resolved_critic_norm != "none":
+            raise ValueError(
+                f"critic_norm {self.critic_norm!r} is invalid with lipschitz 'sn': spectral "
+                "normalisation bounds the conv/linear layers only, and a batch/layer norm's "
+                "rescaling is not bounded by it (use 'none' or 'auto')")
 
     @property
     def is_toy(self) -> bool:

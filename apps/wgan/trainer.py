@@ -36,15 +36,22 @@ from wdist_apps.wgan.data import load_images, sample_toy
 from wdist_apps.wgan.ema import EMA
 from wdist_apps.wgan.evaluate import exact_w1, generate, image_metrics
 from wdist_apps.wgan.features import FeatureExtractor
+from wdist_apps.wgan.folder import FolderBatches, ImageFolder, to_unit
 from wdist_apps.wgan.models import build_models
 from wdist_apps.wgan.plots import save_grid, save_toy_figure
 
 LOG_COLUMNS = ("step", "critic_loss", "w1_estimate", "gp", "grad_norm", "generator_loss",
                "img_per_s", "w1_exact", "w1_critic", "fd", "time_s")
 N_GRID = 64
+DIGIT_SHAPES = ((1, 28, 28), (1, 32, 32))  # scored by the shipped digit classifier by default
 # what sample/eval read from a checkpoint (load_state_dict's keys and the data shape)
 CHECKPOINT_KEYS = ("config", "step", "generator", "critic", "g_optimizer", "ema", "torch_rng",
                    "cuda_rng", "data_rng", "shape")
+
+
+def _scalars(metrics: dict) -> dict:
+    """The one-number metrics (a log row's cells; the class histogram goes to metrics.json)."""
+    return {k: v for k, v in metrics.items() if not isinstance(v, list | tuple)}
 
 
 def make_optimizer(cfg: WGANConfig, params) -> torch.optim.Optimizer:
@@ -67,10 +74,14 @@ class Trainer:
                  features: str | Path | None = None, shape: tuple[int, ...] | None = None):
         self.cfg = cfg
         self.device = torch.device(device)
+        self.floor_real: torch.Tensor | None = None
+        self._fd_floor: float | None = None
         self.run_dir = Path(cfg.out_dir)
         seed_everything(cfg.seed)
         self.data_rng = torch.Generator().manual_seed(cfg.seed)
         eval_rng = torch.Generator().manual_seed(cfg.seed + 10_000)
+        self.folder: ImageFolder | None = None
+        self.batches: FolderBatches | None = None  # made on first use (after a resume's step)
         if cfg.is_toy:
             self.images = None
             self.shape: tuple[int, ...] = (2,)
@@ -78,11 +89,21 @@ class Trainer:
         elif shape is not None:
             self.images = self.eval_real = None
             self.shape = tuple(shape)
+        elif Path(cfg.data).is_dir():  # decoded lazily, one batch at a time
+            self.images = self.eval_real = None
+            self.folder = ImageFolder(cfg.data, cfg.image_size, cfg.channels)
+            self.shape = (cfg.channels, cfg.image_size, cfg.image_size)
+            if features is not None or self.shape in DIGIT_SHAPES:
+                self._folder_eval_sets(eval_rng)
         else:
             self.images = load_images(cfg.data, cfg.image_size, cfg.channels).to(self.device)
             self.shape = tuple(self.images.shape[1:])
-            pick = torch.randperm(len(self.images), generator=eval_rng)[: cfg.eval_samples]
-            self.eval_real = self.images[pick.to(self.device)].cpu()
+            perm = torch.randperm(len(self.images), generator=eval_rng)
+            n = cfg.eval_samples
+            self.eval_real = self.images[perm[:n].to(self.device)].cpu()
+            # real images disjoint from eval_real, as many: the Fréchet distance's floor
+            if len(perm) >= 2 * n:
+                self.floor_real = self.images[perm[n : 2 * n].to(self.device)].cpu()
         self.eval_noise = torch.randn(cfg.eval_samples, cfg.z_dim, generator=eval_rng)
         self.grid_noise = torch.randn(N_GRID, cfg.z_dim, generator=eval_rng).to(self.device)
         self.extractor = self._extractor(features)
@@ -99,6 +120,14 @@ class Trainer:
         self.ema = EMA(self.generator, cfg.ema_decay) if cfg.ema else None
         self.step = 0
 
+    def _folder_eval_sets(self, eval_rng: torch.Generator) -> None:
+        """Decode the evaluation images (and the floor's, when the folder has 2x as many)."""
+        perm = torch.randperm(len(self.folder), generator=eval_rng).tolist()
+        n = self.cfg.eval_samples
+        self.eval_real = to_unit(torch.stack([self.folder[i] for i in perm[:n]]))
+        if len(perm) >= 2 * n:
+            self.floor_real = to_unit(torch.stack([self.folder[i] for i in perm[n : 2 * n]]))
+
     def _extractor(self, features: str | Path | None) -> FeatureExtractor | None:
         if self.cfg.is_toy:
             if features is not None:
@@ -107,7 +136,7 @@ class Trainer:
             return None
         if features is not None:
             return FeatureExtractor(features, self.device)
-        if self.shape == (1, 32, 32):
+        if self.shape in DIGIT_SHAPES:
             return FeatureExtractor(None, self.device)
         return None
 
@@ -118,11 +147,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _real_batch(self) -> torch.Tensor:
-        n = self.cfg.batch_size
+        cfg, n = self.cfg, self.cfg.batch_size
+        if self.folder is not None:
+            if self.batches is None:  # batch k = step * n_critic + i: a resume continues it
+                self.batches = FolderBatches(
+                    self.folder, n, seed=cfg.seed, workers=cfg.workers, hflip=cfg.hflip,
+                    start=self.step * cfg.resolved_n_critic, device=self.device)
+            return next(self.batches)
         if self.images is None:
-            return sample_toy(self.cfg.data, n, self.data_rng).to(self.device)
+            return sample_toy(cfg.data, n, self.data_rng).to(self.device)
         idx = torch.randint(0, len(self.images), (n,), generator=self.data_rng)
-        return self.images[idx.to(self.device)]
+        batch = self.images[idx.to(self.device)]
+        if cfg.hflip:
+            flip = (torch.rand(n, generator=self.data_rng) < 0.5).to(self.device)
+            batch = torch.where(flip[:, None, None, None], batch.flip(-1), batch)
+        return batch
 
     def _noise(self) -> torch.Tensor:
         return torch.randn(self.cfg.batch_size, self.cfg.z_dim, device=self.device)
@@ -145,6 +184,8 @@ class Trainer:
     def evaluate(self, use_ema: bool = False) -> dict[str, float]:
         """Toy: exact W1 of the (raw, the critic's opponent) generator and the critic's estimate
         on the same fixed samples. Images: Fréchet distance and label entropies."""
+        if not self.cfg.is_toy and self.extractor is None:
+            return {}
         if self.eval_real is None:
             raise RuntimeError("evaluate() needs the training images (built with shape only)")
         gen = self.sampler if use_ema else self.generator
@@ -159,9 +200,13 @@ class Trainer:
                 est = self.critic.estimate(self.eval_real.to(self.device), fake.to(self.device))
             self.critic.module.train()
             return {"w1_exact": exact_w1(fake, self.eval_real), "w1_critic": float(est)}
-        if self.extractor is None:
-            return {}
-        return image_metrics(fake, self.eval_real, self.extractor)
+        # the floor does not depend on the generator: computed once
+        floor = self.floor_real if self._fd_floor is None else None
+        metrics = image_metrics(fake, self.eval_real, self.extractor, real_floor=floor)
+        self._fd_floor = metrics.setdefault("fd_floor", self._fd_floor)
+        if self._fd_floor is None:
+            del metrics["fd_floor"]
+        return metrics
 
     def save_samples(self) -> Path:
         path = self.run_dir / "samples" / f"step_{self.step:06d}.png"
@@ -192,7 +237,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        check_resumable(self.cfg, state["config"], free=("steps", "out_dir"))
+        check_resumable(self.cfg, state["config"], free=("steps", "out_dir", "workers"))
         self.step = state["step"]
         self.generator.load_state_dict(state["generator"])
         self.critic.load_state_dict(state["critic"])
@@ -227,7 +272,7 @@ class Trainer:
         logger = CSVLogger(self.run_dir / "log.csv", resume=resume and self.step > 0,
                            upto=("step", self.step))
         if self.step == 0:
-            logger.log({k: "" for k in LOG_COLUMNS} | {"step": 0, **self.evaluate()})
+            logger.log({k: "" for k in LOG_COLUMNS} | {"step": 0, **_scalars(self.evaluate())})
         bar = progress(range(self.step, cfg.steps), total=cfg.steps, initial=self.step,
                        desc=f"wgan {cfg.lipschitz} {Path(cfg.data).name}")
         # time_s counts on from the resumed run's last logged row
@@ -252,7 +297,7 @@ class Trainer:
                         "img_per_s": seen / max(elapsed, 1e-9),
                         "time_s": time.perf_counter() - start,
                     }
-                    logger.log({k: "" for k in LOG_COLUMNS} | row | self.evaluate())
+                    logger.log({k: "" for k in LOG_COLUMNS} | row | _scalars(self.evaluate()))
                     bar.set_postfix(w1=f"{stats['w1']:.3g}")
                     seen, elapsed = 0, 0.0
                 if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
