@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/wgan.py --device cpu
 	$(BIN)/python benchmarks/wdgrl.py --device cpu
 	$(BIN)/python benchmarks/qrdqn.py
+
+# One command on a CUDA machine (about 7 minutes on one H200, install excluded): every table of
+# benchmarks/gpu_check.py into results/gpu/.
+gpu-check: $(STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[apps,test,triton,bench]'
+	$(BIN)/python benchmarks/gpu_check.py --device cuda
 
 clean:
 	rm -rf $(VENV) .pytest_cache
