@@ -1,7 +1,8 @@
 r"""Triton kernels of the online soft-min (imported only through ``wdist._triton.softmin``).
 
 For ``x [B, n, d]``, ``y [B, m, d]``, ``h [B, m]`` and :math:`C_{ij} = |x_i - y_j|^p`, the forward
-kernel computes the streaming log-sum-exp
+kernel computes the streaming log-sum-exp, in base 2 (logits :math:`\log_2 e` times the natural
+ones below),
 
 .. math::  L_i = \log \sum_j \exp(s_{ij}), \qquad f_i = -\varepsilon\, (L_i + \text{shift}_i)
 
@@ -26,13 +27,18 @@ otherwise, :math:`\partial f / \partial x_i = x_i \sum_j k_{ij} - \sum_j k_{ij} 
 (rows: ``x``), one over ``i`` (columns: ``y`` and ``h``), so no atomics and a deterministic sum.
 
 Every kernel works in the dtype of its inputs (float32 or float64; the wrapper upcasts half
-types) with ``tl.dot`` at ``DOT_PREC`` (``"ieee"``: no TF32 rounding of the points). The scalars
-``(1 / eps, eps, p)`` come in as a 3-element tensor ``S`` of that dtype: a Python float argument
-would be specialised to float32.
+types) with ``tl.dot`` at ``DOT_PREC`` (``"ieee"``: no TF32 rounding of the points). The
+scalars ``(log2(e) / eps, eps, p)`` come in as a 3-element tensor ``S`` of that dtype: a Python
+float argument would be specialised to float32.
 """
 
 import triton
 import triton.language as tl
+
+# The logits are kept in base 2 (FlashAttention's trick): exp2 is the hardware's exponential, so
+# every exp saves a multiplication; 1 / eps arrives premultiplied by log2(e).
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
@@ -76,7 +82,7 @@ def softmin_fwd(
 ):
     """``OUT[b, i] = -eps (L_i + shift_i)`` and ``LSE[b, i] = L_i`` for one block of rows."""
     bid = tl.program_id(1).to(tl.int64)
-    inv_eps, eps, p = tl.load(S), tl.load(S + 1), tl.load(S + 2)
+    inv_eps, eps, p = tl.load(S), tl.load(S + 1), tl.load(S + 2)  # inv_eps: log2(e) / eps
     X += bid * n * d
     Y += bid * m * d
     H += bid * m
@@ -97,20 +103,20 @@ def softmin_fwd(
         if MODE == 0:
             yt = tl.load(Y + cols[:, None] * d + dims[None, :],
                          mask=cmask[:, None] & (dims[None, :] < d), other=0.0)
-            hs = h - tl.sum(yt * yt, 1) * inv_eps
+            hs = h * LOG2E - tl.sum(yt * yt, 1) * inv_eps
             s = hs[None, :] + tl.dot(xt, tl.trans(yt), input_precision=DOT_PREC)
         else:
             sq = _sq_dist(X, Y, rows, cols, rmask, cmask, d, BN, BM)
-            s = h[None, :] - _cost(sq, p, MODE) * inv_eps
+            s = h[None, :] * LOG2E - _cost(sq, p, MODE) * inv_eps
         new_max = tl.maximum(run_max, tl.max(s, 1))
         safe = tl.where(new_max == float("-inf"), 0.0, new_max)  # rows with no mass so far
-        run_sum = run_sum * tl.exp(run_max - safe) + tl.sum(tl.exp(s - safe[:, None]), 1)
+        run_sum = run_sum * tl.exp2(run_max - safe) + tl.sum(tl.exp2(s - safe[:, None]), 1)
         run_max = new_max
-    lse = run_max + tl.log(run_sum)
+    lse = run_max + tl.log2(run_sum)
     if MODE == 0:
-        out = -eps * (lse + shift)
+        out = -(eps * LN2) * (lse + shift)
     else:
-        out = -eps * lse
+        out = -(eps * LN2) * lse
     tl.store(LSE + bid * n + rows, lse, mask=rmask)
     tl.store(OUT + bid * n + rows, out, mask=rmask)
 
@@ -123,7 +129,7 @@ def softmin_bwd_rows(
 ):
     """``GX[b, i] = x_i sum_j k_ij - sum_j k_ij y_j`` for one block of rows of ``x``."""
     bid = tl.program_id(1).to(tl.int64)
-    inv_eps, p = tl.load(S), tl.load(S + 2)
+    inv_eps, p = tl.load(S), tl.load(S + 2)  # inv_eps: log2(e) / eps
     X += bid * n * d
     Y += bid * m * d
     H += bid * m
@@ -146,14 +152,14 @@ def softmin_bwd_rows(
                      mask=cmask[:, None] & dmask[None, :], other=0.0)
         valid = rmask[:, None] & cmask[None, :]
         if MODE == 0:
-            hs = h - tl.sum(yt * yt, 1) * inv_eps
+            hs = h * LOG2E - tl.sum(yt * yt, 1) * inv_eps
             s = hs[None, :] + tl.dot(xs, tl.trans(yt), input_precision=DOT_PREC)
-            w = tl.where(valid, tl.exp(s - lse[:, None]) * g[:, None], 0.0)
+            w = tl.where(valid, tl.exp2(s - lse[:, None]) * g[:, None], 0.0)
             k = 2.0 * w
         else:
             sq = _sq_dist(X, Y, rows, cols, rmask, cmask, d, BN, BM)
-            s = h[None, :] - _cost(sq, p, MODE) * inv_eps
-            w = tl.where(valid, tl.exp(s - lse[:, None]) * g[:, None], 0.0)
+            s = h[None, :] * LOG2E - _cost(sq, p, MODE) * inv_eps
+            w = tl.where(valid, tl.exp2(s - lse[:, None]) * g[:, None], 0.0)
             k = _grad_factor(w, sq, p, MODE)
         k_sum += tl.sum(k, 1)
         k_y = tl.dot(k, yt, acc=k_y, input_precision=DOT_PREC)
@@ -171,7 +177,7 @@ def softmin_bwd_cols(
     """``GY[b, j] = y_j sum_i k_ij - sum_i k_ij x_i`` and ``GH[b, j] = -eps sum_i w_ij`` for one
     block of ``BM`` columns, looping over tiles of ``BN`` rows (tiles laid out ``[BM, BN]``)."""
     bid = tl.program_id(1).to(tl.int64)
-    inv_eps, eps, p = tl.load(S), tl.load(S + 1), tl.load(S + 2)
+    inv_eps, eps, p = tl.load(S), tl.load(S + 1), tl.load(S + 2)  # inv_eps: log2(e) / eps
     X += bid * n * d
     Y += bid * m * d
     cols = tl.program_id(0) * BM + tl.arange(0, BM)
@@ -182,7 +188,7 @@ def softmin_bwd_cols(
                  mask=cmask[:, None] & dmask[None, :], other=0.0)
     h = tl.load(H + bid * m + cols, mask=cmask, other=float("-inf"))
     if MODE == 0:
-        hs = h - tl.sum(yt * yt, 1) * inv_eps
+        hs = h * LOG2E - tl.sum(yt * yt, 1) * inv_eps
         ys = yt * (2.0 * inv_eps)
     w_sum = tl.zeros([BM], dtype=X.dtype.element_ty)
     k_sum = tl.zeros([BM], dtype=X.dtype.element_ty)
@@ -197,12 +203,12 @@ def softmin_bwd_cols(
         valid = cmask[:, None] & rmask[None, :]
         if MODE == 0:
             s = hs[:, None] + tl.dot(ys, tl.trans(xt), input_precision=DOT_PREC)
-            w = tl.where(valid, tl.exp(s - lse[None, :]) * g[None, :], 0.0)
+            w = tl.where(valid, tl.exp2(s - lse[None, :]) * g[None, :], 0.0)
             k = 2.0 * w
         else:
             sq = _sq_dist(Y, X, cols, rows, cmask, rmask, d, BM, BN)
-            s = h[:, None] - _cost(sq, p, MODE) * inv_eps
-            w = tl.where(valid, tl.exp(s - lse[None, :]) * g[None, :], 0.0)
+            s = h[:, None] * LOG2E - _cost(sq, p, MODE) * inv_eps
+            w = tl.where(valid, tl.exp2(s - lse[None, :]) * g[None, :], 0.0)
             k = _grad_factor(w, sq, p, MODE)
         w_sum += tl.sum(w, 1)
         k_sum += tl.sum(k, 1)

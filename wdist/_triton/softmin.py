@@ -33,6 +33,7 @@ from wdist._checks import check_p, check_positive
 # Widest point dimension the kernels hold in one tile (the backward keeps ``[block, d]``
 # accumulators in registers); wider points use the eager path.
 TRITON_MAX_DIM = 256
+_LOG2E = 1.4426950408889634  # the kernels' logits are in base 2
 _DOT_PRECISION = "ieee"  # fp32 products in full precision (TF32 keeps 10 mantissa bits)
 
 
@@ -112,7 +113,7 @@ class _TritonSoftmin(torch.autograd.Function):
         bsz, n, d = xk.shape
         m = yk.shape[1]
         bn, bm, bd = _blocks(d, cdt, block_n, block_m)
-        scal = torch.tensor([1.0 / eps, eps, p], dtype=cdt, device=x.device)
+        scal = torch.tensor([_LOG2E / eps, eps, p], dtype=cdt, device=x.device)
         out = torch.empty((bsz, n), dtype=cdt, device=x.device)
         lse = torch.empty_like(out)
         ker.softmin_fwd[(_cdiv(n, bn), bsz)](
