@@ -75,7 +75,7 @@ def _run_child(path: str, import_clean: bool) -> None:
 
         results["cases"].append(_values_and_grads(fused, x, y, h, g, eps, p))
     x, y, h, g = _extra_inputs()
-    results["empty"] = triton_softmin(x, y, h, 0.5, 2)
+    results["empty"] = triton_softmin(x, y, h, 0.5, 2, num_warps=8)
     bf = [t[:1].bfloat16() for t in (x, y, h, g)]
     results["bf16"] = _values_and_grads(triton_softmin, *bf[:3], bf[3], 0.5, 2)
     torch.save(results, path)
@@ -152,6 +152,8 @@ def test_bad_input_names_the_argument():
         triton_softmin(x, y, h, 0.1, 0.5)
     with pytest.raises(ValueError, match="block_n must be a power of two"):
         triton_softmin(x, y, h, 0.1, 2, block_n=24)
+    with pytest.raises(ValueError, match="num_warps must be a power of two"):
+        triton_softmin(x, y, h, 0.1, 2, num_warps=3)
     wide = torch.randn(1, 2, TRITON_MAX_DIM + 1)
     with pytest.raises(ValueError, match=f"d <= {TRITON_MAX_DIM}"):
         triton_softmin(wide, wide, torch.zeros(1, 2), 0.1, 2)

@@ -5,8 +5,8 @@ r"""The online soft-min as fused Triton kernels, with its backward (``torch.auto
 for ``x [B, n, d]``, ``y [B, m, d]``, ``h [B, m]`` (log-weights plus potential / ε; ``-inf`` for
 zero-weight points) -> ``f [B, n]``: the contract of the solver's eager online soft-min. Tiles of
 ``x`` and ``y`` stay on chip, the costs are recomputed in registers and reduced with a running
-max (FlashSinkhorn, Ziv et al. 2025; the FlashAttention recurrence), so memory is O((n + m) d),
-never ``n x m``; see ``kernels.py`` for the maths of each kernel.
+max (the FlashAttention recurrence, Dao et al. 2022, as the flash-sinkhorn package uses it), so
+memory is O((n + m) d), never ``n x m``; see ``kernels.py`` for the maths of each kernel.
 
 Triton is imported lazily (``import wdist`` never loads it). The kernels run on CUDA devices, and
 on the CPU under Triton's interpreter (``TRITON_INTERPRET=1``, numpy), which the tests use.
@@ -101,7 +101,7 @@ class _TritonSoftmin(torch.autograd.Function):
     one reduces over ``y`` for ``x``'s gradient, one over ``x`` for ``y``'s and ``h``'s)."""
 
     @staticmethod
-    def forward(ctx, x, y, h, eps: float, p: float, block_n, block_m):
+    def forward(ctx, x, y, h, eps: float, p: float, block_n, block_m, num_warps):
         ker = _kernels()
         cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
         xk, yk = x.detach().to(cdt), y.detach().to(cdt)
@@ -118,22 +118,23 @@ class _TritonSoftmin(torch.autograd.Function):
         lse = torch.empty_like(out)
         ker.softmin_fwd[(_cdiv(n, bn), bsz)](
             xk, yk, hk, out, lse, scal, n, m, d,
-            MODE=_mode(p), BN=bn, BM=bm, BD=bd, DOT_PREC=_DOT_PRECISION,
+            MODE=_mode(p), BN=bn, BM=bm, BD=bd, DOT_PREC=_DOT_PRECISION, num_warps=num_warps,
         )
         ctx.save_for_backward(xk, yk, hk, lse, scal)
-        ctx.meta = (p, bn, bm, bd, x.dtype, y.dtype, h.dtype)
+        ctx.meta = (p, bn, bm, bd, num_warps, x.dtype, y.dtype, h.dtype)
         return out.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad):
         xk, yk, hk, lse, scal = ctx.saved_tensors
-        p, bn, bm, bd, x_dtype, y_dtype, h_dtype = ctx.meta
+        p, bn, bm, bd, num_warps, x_dtype, y_dtype, h_dtype = ctx.meta
         need_x, need_y, need_h = ctx.needs_input_grad[:3]
         ker = _kernels()
         bsz, n, d = xk.shape
         m = yk.shape[1]
         g = grad.to(xk.dtype).contiguous()
-        meta = {"MODE": _mode(p), "BN": bn, "BM": bm, "BD": bd, "DOT_PREC": _DOT_PRECISION}
+        meta = {"MODE": _mode(p), "BN": bn, "BM": bm, "BD": bd, "DOT_PREC": _DOT_PRECISION,
+                "num_warps": num_warps}
         gx = gy = gh = None
         if need_x:
             gx = torch.empty_like(xk)
@@ -148,7 +149,7 @@ class _TritonSoftmin(torch.autograd.Function):
             )
             gy = gy.to(y_dtype) if need_y else None
             gh = gh.to(h_dtype) if need_h else None
-        return gx, gy, gh, None, None, None, None
+        return gx, gy, gh, None, None, None, None, None
 
 
 def _check_inputs(x, y, h) -> None:
@@ -188,6 +189,7 @@ def triton_softmin(
     *,
     block_n: int | None = None,
     block_m: int | None = None,
+    num_warps: int = 4,
 ) -> torch.Tensor:
     r"""``f_i = -eps * logsumexp_j(h_j - |x_i - y_j|^p / eps)``, differentiable in ``x``, ``y``
     and ``h``; the fused counterpart of the solver's online soft-min.
@@ -197,6 +199,7 @@ def triton_softmin(
         h: ``[B, m]`` log-weights plus potential / eps (``-inf`` masks a point).
         eps: temperature (> 0).  p: cost exponent (>= 1).
         block_n, block_m: tile sizes (powers of two, at least 16; default by ``d`` and dtype).
+        num_warps: warps per program (a power of two).
 
     Returns:
         ``f`` of shape ``[B, n]`` in the dtype of ``x`` (float16 and bfloat16 are computed in
@@ -208,6 +211,8 @@ def triton_softmin(
     for blk, name in ((block_n, "block_n"), (block_m, "block_m")):
         if blk is not None and (not isinstance(blk, int) or blk < 16 or blk & (blk - 1)):
             raise ValueError(f"{name} must be a power of two >= 16, got {blk!r}")
+    if not isinstance(num_warps, int) or num_warps < 1 or num_warps & (num_warps - 1):
+        raise ValueError(f"num_warps must be a power of two, got {num_warps!r}")
     if not math.isfinite(1.0 / eps):
         raise ValueError(f"eps is too small for its inverse to be finite, got {eps!r}")
     if not triton_available(x.device):
@@ -215,4 +220,4 @@ def triton_softmin(
             f"x is on {x.device}: the Triton soft-min needs an installed triton and a CUDA "
             "device (or TRITON_INTERPRET=1 for the CPU interpreter)"
         )
-    return _TritonSoftmin.apply(x, y, h, eps, p, block_n, block_m)
+    return _TritonSoftmin.apply(x, y, h, eps, p, block_n, block_m, num_warps)
