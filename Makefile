@@ -28,7 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/wdgrl.py --device cpu
 	$(BIN)/python benchmarks/qrdqn.py
 
-# One command on a CUDA machine (about 7 minutes on one H200, install excluded): every table of
+# One command on a CUDA machine (7.5 minutes at most on one H200, install excluded): every table of
 # benchmarks/gpu_check.py into results/gpu/.
 gpu-check: $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[apps,test,triton,bench]'
