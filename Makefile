@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench gpu-check clean
+.PHONY: demo test test-slow bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,10 @@ bench: $(STAMP)
 
 # One command on a CUDA machine (7.5 minutes at most on one H200, install excluded): every table of
 # benchmarks/gpu_check.py into results/gpu/.
+# The long checks kept out of CI (full-length learning runs, big solves): `pytest -m slow`.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
 gpu-check: $(STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[apps,test,triton,bench]'
 	$(BIN)/python benchmarks/gpu_check.py --device cuda
