@@ -77,28 +77,17 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: str, repeats: int, guard: float) -> dict:
-    """Median of warm runs (after one cold run, which is the only one past ``guard`` s)."""
-    import torch
+def _core():
+    """``benchmarks/core.py``, imported on first use (torch loads in the workers only)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import core
 
-    if device == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
-    value = fn()
-    _sync(device)
-    first = time.perf_counter() - t0
-    times = []
-    if first <= guard:
-        for _ in range(max(1, min(repeats, int(2 * guard / max(first, 1e-9))))):
-            t0 = time.perf_counter()
-            value = fn()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-    out = {"time_s": statistics.median(times) if times else first, "runs": len(times) or 1,
-           "warm": bool(times), "value": float(value)}
-    if device == "cuda":
-        out["peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return out
+    return core
+
+
+def timed(fn, device: str, repeats: int, guard: float) -> dict:
+    """``benchmarks/core.py``'s timer: the median of warm runs (one cold run past ``guard`` s)."""
+    return _core().timed(fn, device, repeats, guard)
 
 
 def emit(row: dict) -> None:
@@ -328,8 +317,7 @@ def _dense_softmin64(x, y, h, eps, p):
 
 def worker_small(spec: dict) -> None:
     """1-D and exact-OT rows from ``benchmarks/core.py`` (two of its functions)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import core
+    core = _core()
 
     tiny, device = spec["tiny"], spec["device"]
     for row in core.bench_1d(device, 1000 if tiny else 10**6, (20, 50) if tiny else

@@ -32,7 +32,7 @@ def quantile_huber_loss(
     kappa: float = 1.0,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    r"""Quantile Huber loss of QR-DQN (Dabney et al. 2018, eq. 10).
+    r"""Quantile Huber loss of distributional RL (QR-DQN, Dabney et al. 2018).
 
     .. math::
         \mathcal{L} = \sum_{i=1}^{N} \frac{1}{M} \sum_{j=1}^{M}
@@ -42,6 +42,10 @@ def quantile_huber_loss(
     with :math:`L_\kappa` the Huber loss (``0.5 u^2`` if ``|u| <= kappa`` else
     ``kappa (|u| - 0.5 kappa)``). ``kappa = 0`` gives the pinball loss
     :math:`|\tau - \mathbb{1}\{u<0\}| \, |u|`; dividing by ``kappa`` makes that the limit.
+    The division by ``kappa`` is IQN's form (Dabney, Ostrovski, Silver & Munos 2018); QR-DQN's
+    eq. 10 and Dopamine's quantile agent use :math:`|\tau - \mathbb{1}\{u<0\}| L_\kappa(u)`
+    without it. The two agree at ``kappa = 1`` (both papers' value) and otherwise differ by the
+    constant factor ``1/kappa`` (same minimiser).
 
     Args:
         pred: ``[B, N]`` predicted quantiles :math:`\theta_i` (carries the gradient).
