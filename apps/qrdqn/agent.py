@@ -3,7 +3,7 @@
 The return distribution of each action is N Diracs theta_1..theta_N at the quantile midpoints
 tau_hat_i = (2i + 1) / (2N). The target of a transition (s, a, r, s') is the N samples
 T theta_j = r + gamma * theta'_j(s', a*),  a* = argmax_a' (1/N) sum_j theta'_j(s', a')
-from the target network theta', and theta(s, a) is fitted to it by the quantile Huber loss (eq. 10; at kappa = 1),
+from the target network theta', and theta(s, a) is fitted to it by the quantile Huber loss (eq. 10),
 ``wdist.quantile_huber_loss``: minimising it moves theta towards the quantiles of the target,
 i.e. the projection that minimises the 1-Wasserstein distance. With ``n_step`` > 1 the reward is
 the n-step discounted sum and gamma becomes gamma**m (m <= n, cut at episode ends).
