@@ -69,7 +69,7 @@ class _Part:
         table = _Table(wmd.embeddings, [docs], wmd.normalize, torch.device("cpu"), wmd.dtype)
         local = Documents(
             np.searchsorted(table.rows, docs.ids), docs.weights, docs.indptr, docs.n_tokens,
-            docs.n_oov,
+            docs.n_oov, docs.n_stop,
         )
         return cls(local, table.E.numpy(), offset, str(wmd.device))
 
