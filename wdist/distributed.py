@@ -30,13 +30,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from wdist.sinkhorn import _online_softmin
+from wdist._checks import as_tensor, check_cost_range, check_int, check_p, check_positive
+from wdist.sinkhorn import (
+    _chunk_size,
+    _extrapolate,
+    _log_sinkhorn,
+    _online_softmin,
+    _UnbalancedWeight,
+    epsilon_schedule,
+)
 
-__all__ = ["ring_softmin"]
+__all__ = ["ring_softmin", "sinkhorn"]
 
 
 class _Ring:
@@ -167,8 +176,6 @@ def ring_softmin(
 
         f = ring_softmin(x_shard, y_shard, torch.zeros(1, len(y_shard[0])), 0.1)
     """
-    from wdist.sinkhorn import _chunk_size
-
     ring = _Ring(group)
     if sizes is None:
         sizes = shard_sizes(y.shape[-2], ring.group)
@@ -176,3 +183,287 @@ def ring_softmin(
         chunk = _chunk_size(x.shape[0], max(sizes), x.device)
     return _RingSoftmin.apply(x, y, h, eps, p, chunk, ring, list(sizes))
 
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """``all_reduce`` sum with the gradient of a sum over ranks. ``per_rank=False``: a value
+    that every rank holds and differentiates alike (the cost), so each rank's backward gives
+    its own share's gradient: the identity (``torch.distributed.nn``'s ``all_reduce`` would sum
+    the ranks' equal gradients, R times too much). ``per_rank=True``: a total that each rank
+    uses in its own way (the mass that normalises its weights): the ranks' gradients add up."""
+
+    @staticmethod
+    def forward(ctx, t, group, per_rank: bool):
+        ctx.group, ctx.per_rank = group, per_rank
+        out = t.clone()
+        dist.all_reduce(out, group=group)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.per_rank:
+            grad = grad.clone()
+            dist.all_reduce(grad, group=ctx.group)
+        return grad, None, None
+
+
+def _all_max(t: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
+    out = t.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.MAX, group=group)
+    return out
+
+
+def _all_sum(t: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
+    out = t.detach().clone()
+    dist.all_reduce(out, group=group)
+    return out
+
+
+def _points(v: Any, name: str, like: torch.Tensor | None = None) -> torch.Tensor:
+    """A shard ``[n_r, d]`` or ``[B, n_r, d]`` (``[n_r]``: ``d = 1``); ``n_r = 0`` is allowed."""
+    v = as_tensor(v, name, like=like)
+    if v.dim() == 1:
+        v = v[:, None]
+    if v.dim() not in (2, 3) or v.shape[-1] == 0 or (v.dim() == 3 and v.shape[0] == 0):
+        raise ValueError(f"{name} must have shape [n, d] or [B, n, d], got {tuple(v.shape)}")
+    return v
+
+
+def _shard_weights(w: Any, name: str, pts: torch.Tensor) -> torch.Tensor | None:
+    """This rank's weights ``[(B,) n_r]``, non-negative (not yet normalised), or None."""
+    if w is None:
+        return None
+    w = as_tensor(w, name, like=pts)
+    if tuple(w.shape) != tuple(pts.shape[:-1]):
+        raise ValueError(f"{name} must have shape {list(pts.shape[:-1])}, got {list(w.shape)}")
+    if bool((w < 0).any()):
+        raise ValueError(f"{name} has negative entries: weights must be >= 0")
+    return w
+
+
+def _agree(local: dict, group: dist.ProcessGroup) -> list[dict]:
+    """Every rank's ``local`` facts (one ``all_gather_object``). A rank's input error is raised
+    on every rank (else the others would wait for it forever), as are options, shapes, dtypes
+    or ``requires_grad`` flags that differ between ranks."""
+    facts: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(facts, local, group=group)
+    for rank, fact in enumerate(facts):
+        if fact.get("error"):
+            kind, msg = fact["error"]
+            raise (TypeError if kind == "TypeError" else ValueError)(f"rank {rank}: {msg}")
+    for key in ("options", "layout", "grad"):
+        values = [fact[key] for fact in facts]
+        if any(v != values[0] for v in values):
+            raise ValueError(
+                f"every rank must pass the same {key} (the solve is collective), got "
+                + ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+            )
+    return facts
+
+
+def sinkhorn(
+    x: Any,
+    y: Any,
+    a: Any = None,
+    b: Any = None,
+    *,
+    group: dist.ProcessGroup | None = None,
+    p: float = 2,
+    blur: float = 0.05,
+    debias: bool = True,
+    scaling: float = 0.9,
+    reach: float | None = None,
+    diameter: float | None = None,
+    tol: float | None = 1e-3,
+    max_iter: int = 1000,
+    return_potentials: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    r""":func:`wdist.sinkhorn` on point clouds sharded over the ranks of a process group.
+
+    Every rank passes its shard of the points of ``x`` and ``y`` (uneven shards, empty on some
+    ranks, are fine) and their weights, and gets the value of :func:`wdist.sinkhorn` (online
+    strategy) on the concatenated clouds, ``x = cat(x_0, ..., x_{R-1})`` in rank order: the
+    entropic OT cost :math:`\mathrm{OT}_\varepsilon` or the Sinkhorn divergence
+    :math:`S_\varepsilon = \mathrm{OT}_\varepsilon(a, b) - \tfrac12 \mathrm{OT}_\varepsilon(a, a)
+    - \tfrac12 \mathrm{OT}_\varepsilon(b, b)`, balanced or unbalanced (``reach``). The soft-mins
+    pass the shards round a ring of the ranks (module docstring): per rank and iteration
+    ``O(n m / R)`` work, ``O((n + m)(d + 1))`` numbers received, ``O((n + m) / R + chunk)``
+    memory. Works on any backend with point-to-point ops: NCCL for CUDA tensors (call
+    ``torch.cuda.set_device(local_rank)`` first), gloo for CPU tensors.
+
+    Args:
+        x: this rank's points ``[n_r, d]`` or ``[B, n_r, d]`` (``n_r = 0`` allowed).
+        y: this rank's points ``[m_r, d]`` or ``[B, m_r, d]``.
+        a, b: this rank's non-negative weights ``[(B,) n_r]``, ``[(B,) m_r]``; None (on every
+            rank): uniform over all the points. Normalised by the total over all the ranks.
+        group: the process group (default: the world).
+        p, blur, debias, scaling, reach, diameter, tol, max_iter: as in :func:`wdist.sinkhorn`;
+            they must be the same on every rank.
+        return_potentials: also return this rank's potentials ``f [(B,) n_r]``, ``g [(B,)
+            m_r]``.
+
+    Returns:
+        the cost ``[]`` (or ``[B]``), the same on every rank; then ``f, g`` if asked.
+        Gradients flow to this rank's ``x``, ``y``, ``a`` and ``b``: they are the single-process
+        gradients of the value restricted to this shard. The backward is collective too: if
+        one rank's input requires a gradient, the same one must on every rank, and every rank
+        calls ``backward`` on the value.
+
+    Example (``torchrun --nproc-per-node 2 script.py``)::
+
+        dist.init_process_group("gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+        x = torch.randn(10_000, 3)[rank::world]     # this rank's shard
+        y = torch.randn(12_000, 3)[rank::world] + 1
+        loss = wdist.distributed.sinkhorn(x, y, blur=0.05)
+    """
+    ring = _Ring(group)
+    group = ring.group
+    local: dict[str, Any] = {}
+    try:
+        p = check_p(p)
+        check_positive(blur, "blur")
+        check_positive(reach, "reach", allow_none=True)
+        if not isinstance(scaling, (int, float)) or not 0 < scaling < 1:
+            raise ValueError(f"scaling must be in (0, 1), got {scaling!r}")
+        check_positive(tol, "tol", allow_none=True)
+        check_positive(diameter, "diameter", allow_none=True)
+        max_iter = check_int(max_iter, "max_iter", 1)
+        for flag, name in ((debias, "debias"), (return_potentials, "return_potentials")):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        x = _points(x, "x")
+        y = _points(y, "y", like=x)
+        a, b = _shard_weights(a, "a", x), _shard_weights(b, "b", y)
+    except (TypeError, ValueError) as err:
+        local["error"] = (type(err).__name__, str(err))
+    else:
+        batched = x.dim() == 3
+        local["options"] = (p, blur, debias, scaling, reach, diameter, tol, max_iter)
+        local["layout"] = (
+            batched, x.shape[0] if batched else 1, x.shape[-1], y.shape[-1], str(x.dtype),
+            x.device.type, a is None, b is None,
+        )
+        grad_on = torch.is_grad_enabled()
+        local["grad"] = tuple(grad_on and t is not None and t.requires_grad for t in (x, y, a, b))
+        local["sizes"] = (x.shape[-2], y.shape[-2])
+    facts = _agree(local, group)
+    batched, bsz, d, d_y = facts[0]["layout"][:4]
+    if d != d_y:
+        raise ValueError(f"x and y must have the same number of features, got {d} and {d_y}")
+    sizes_x = [fact["sizes"][0] for fact in facts]
+    sizes_y = [fact["sizes"][1] for fact in facts]
+    if not sum(sizes_x) or not sum(sizes_y):
+        raise ValueError("x and y need at least one point (on some rank); got none")
+    if not batched:
+        x, y = x[None], y[None]
+        a, b = (w if w is None else w[None] for w in (a, b))
+    needs_grad = any(local["grad"])
+    a, b = (
+        _normalized(w, pts, total, name, group)
+        for w, pts, total, name in ((a, x, sum(sizes_x), "a"), (b, y, sum(sizes_y), "b"))
+    )
+
+    # the single-process preparation, with the sums and extremes taken over the ranks
+    sums = _all_sum(torch.stack([(a.unsqueeze(-1) * x).sum(-2), (b.unsqueeze(-1) * y).sum(-2)]),
+                    group)
+    centre = 0.5 * (sums[0] + sums[1])
+    x, y = x - centre.unsqueeze(-2), y - centre.unsqueeze(-2)
+    spread = _spread(x, y, group)
+    check_cost_range(spread, p, x.dtype)
+    rho = None if reach is None else reach**p
+
+    def damp(eps: float) -> float:
+        return 1.0 if rho is None else 1.0 / (1.0 + eps / rho)
+
+    def max_move(new: torch.Tensor, old: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        move = torch.where(w > 0, (new - old).abs(), 0)
+        return _all_max(move.max() if move.numel() else move.new_zeros(()), group)
+
+    chunk = _chunk_size(bsz, max(sizes_x + sizes_y), x.device)
+
+    def softmin(u: torch.Tensor, v: torch.Tensor, sizes: list[int]):
+        def sm(eps: float, h: torch.Tensor) -> torch.Tensor:
+            return _RingSoftmin.apply(u, v.detach(), h, eps, p, chunk, ring, sizes)
+
+        return sm
+
+    problems = [(x, y, a, b, sizes_x, sizes_y, False)]
+    if debias:
+        problems += [(x, x, a, a, sizes_x, sizes_x, True), (y, y, b, b, sizes_y, sizes_y, True)]
+    eps_list = epsilon_schedule(p, float(diameter or spread or blur), float(blur), float(scaling))
+    solved, softmins = [], []
+    with torch.no_grad():
+        for u, v, wu, wv, su, sv, sym in problems:
+            sm_uv = softmin(u, v, sv)
+            sm_vu = None if sym else softmin(v, u, su)
+            softmins.append((sm_uv, sm_vu))
+            solved.append(
+                _log_sinkhorn(sm_uv, sm_vu, wu, wv, eps_list, damp, tol, max_iter,
+                              extrapolate=not needs_grad, max_move=max_move)
+            )
+    eps, k = float(blur) ** p, damp(float(blur) ** p)
+    if needs_grad:  # the last extrapolation, with autograd on (as in wdist.sinkhorn)
+        for i, (_, _, wu, wv, *_) in enumerate(problems):
+            solved[i] = _extrapolate(*softmins[i], wu.detach(), wv.detach(), *solved[i], eps, k)
+    cost = _value(solved, a, b, debias, rho, eps, group)
+    outputs = [cost if batched else cost[0]]
+    if return_potentials:
+        f, g = solved[0]
+        outputs += [f, g] if batched else [f[0], g[0]]
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+def _normalized(
+    w: torch.Tensor | None, pts: torch.Tensor, total: int, name: str, group: dist.ProcessGroup
+) -> torch.Tensor:
+    """Weights over all the ranks normalised to 1 (uniform ``1 / total`` if None); the total
+    mass is an ``all_reduce`` that carries the gradient of the normalisation to every rank."""
+    if w is None:
+        return pts.new_full(pts.shape[:-1], 1.0 / total)
+    mass = _SumOverRanks.apply(w.sum(-1, keepdim=True), group, True)
+    if bool((mass <= 0).any()):
+        raise ValueError(f"{name} has zero total mass: weights must sum to a positive number")
+    return w / mass
+
+
+def _spread(x: torch.Tensor, y: torch.Tensor, group: dist.ProcessGroup) -> float:
+    """``point_spread`` of all the ranks' points: the diagonal of their bounding box."""
+    pts = torch.cat([x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])])
+    if len(pts):
+        lo, hi = torch.aminmax(pts.detach(), dim=0)
+    else:
+        lo = hi = pts.new_full(pts.shape[-1:], math.nan)
+    box = _all_max(torch.stack([-lo, hi]).nan_to_num(-math.inf), group)
+    return float((box[1].double() + box[0].double()).norm())
+
+
+def _value(
+    solved: list[tuple[torch.Tensor, torch.Tensor]],
+    a: torch.Tensor,
+    b: torch.Tensor,
+    debias: bool,
+    rho: float | None,
+    eps: float,
+    group: dist.ProcessGroup,
+) -> torch.Tensor:
+    """The dual value of ``wdist.sinkhorn`` from every rank's share of the potentials."""
+    (f_ba, g_ab), *sym_solved = solved
+
+    def dot(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return _SumOverRanks.apply((w * v).sum(-1), group, False)
+
+    if rho is None:
+        cost = dot(a, f_ba) + dot(b, g_ab)
+        if debias:
+            cost = cost - dot(a, sym_solved[0][0]) - dot(b, sym_solved[1][0])
+    else:
+        if debias:
+            f_aa, g_bb = sym_solved[0][0], sym_solved[1][0]
+            total = dot(a, torch.exp(-f_aa / rho) - torch.exp(-f_ba / rho)) + dot(
+                b, torch.exp(-g_bb / rho) - torch.exp(-g_ab / rho)
+            )
+        else:
+            total = dot(a, 1 - torch.exp(-f_ba / rho)) + dot(b, 1 - torch.exp(-g_ab / rho))
+        cost = _UnbalancedWeight.apply(total, rho, eps)
+    return cost.clamp_min(0) if debias else cost

@@ -267,6 +267,7 @@ def _log_sinkhorn(
     max_iter: int,
     start: tuple[torch.Tensor, torch.Tensor] | None = None,
     extrapolate: bool = False,
+    max_move: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Log-domain Sinkhorn on one problem :math:`\mathrm{OT}_\varepsilon(a, b)`.
 
@@ -275,9 +276,12 @@ def _log_sinkhorn(
     ε-scaling over ``eps_list`` with symmetric averaged updates (GeomLoss), then alternating
     updates at the last ε until the potentials move less than ``tol * eps`` (None: none).
     ``start``: potentials ``(f, g)`` to continue from; otherwise one soft-min at ``eps_list[0]``.
-    ``extrapolate`` adds a last symmetric step from both old potentials.
+    ``extrapolate`` adds a last symmetric step from both old potentials. ``max_move(new, old,
+    w)``: the stopping test's largest move (default ``_max_move``; ``wdist.distributed`` takes
+    it over every rank, so that all stop together).
     """
     sym = sm_yx is None
+    max_move = max_move or _max_move
     a_log, b_log = _safe_log(a), _safe_log(b)
     if start is None:
         k = damp(eps_list[0])
@@ -297,11 +301,11 @@ def _log_sinkhorn(
         f_old, g_old = f, g
         if sym:
             f = g = 0.5 * (f + k * sm_xy(eps, a_log + f / eps))
-            moved = _max_move(f, f_old, a)
+            moved = max_move(f, f_old, a)
         else:
             f = k * sm_xy(eps, b_log + g / eps)
             g = k * sm_yx(eps, a_log + f / eps)
-            moved = torch.maximum(_max_move(f, f_old, a), _max_move(g, g_old, b))
+            moved = torch.maximum(max_move(f, f_old, a), max_move(g, g_old, b))
         if (it % _CHECK_EVERY == 0 or it == max_iter - 1) and float(moved) < tol * eps:
             break
     else:
