@@ -551,6 +551,26 @@ class _UnbalancedWeight(torch.autograd.Function):
         return ctx.scale * grad, None, None
 
 
+class _MassTerm(torch.autograd.Function):
+    r"""The dual value's mass terms that ``_UnbalancedWeight``'s form leaves out:
+    :math:`\varepsilon (m_a m_b - (m_a + m_b) / 2)` (zero for unit masses), with the envelope
+    theorem's derivatives :math:`\varepsilon (m_b - 1)` in :math:`m_a` and
+    :math:`\varepsilon (m_a - 1)` in :math:`m_b` (what completes ``_UnbalancedWeight``'s
+    :math:`(\rho + \varepsilon)(1 - e^{-f/\rho})` to the exact gradient). In the debiased
+    divergence these terms cancel (Séjourné et al. 2019)."""
+
+    @staticmethod
+    def forward(ctx, mass_a, mass_b, eps: float):
+        ctx.save_for_backward(mass_a, mass_b)
+        ctx.eps = eps
+        return eps * (mass_a * mass_b - 0.5 * (mass_a + mass_b))
+
+    @staticmethod
+    def backward(ctx, grad):
+        mass_a, mass_b = ctx.saved_tensors
+        return ctx.eps * grad * (mass_b - 1), ctx.eps * grad * (mass_a - 1), None
+
+
 def _max_move(new: torch.Tensor, old: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """Largest change of a potential over the points that carry mass."""
     return torch.where(w > 0, (new - old).abs(), 0).max()
@@ -599,15 +619,32 @@ def sinkhorn(
     (0 for identical inputs, never negative), else :math:`\mathrm{OT}_\varepsilon` in its dual
     form :math:`\langle a, f \rangle + \langle b, g \rangle`. With ``reach`` set, the marginal
     constraints are relaxed to :math:`\rho\,\mathrm{KL}` penalties,
-    :math:`\rho = \text{reach}^p` (unbalanced OT). Solver: symmetric Sinkhorn updates under
+    :math:`\rho = \text{reach}^p` (unbalanced OT, with generalised KL
+    :math:`\mathrm{KL}(p\,\|\,q) = \sum p \log(p/q) - p + q`):
+
+    .. math::
+        \mathrm{OT}^\rho_\varepsilon(a, b) = \min_{P \geq 0} \langle P, C \rangle
+            + \varepsilon \mathrm{KL}(P \,\|\, a \otimes b)
+            + \rho \mathrm{KL}(P 1 \,\|\, a) + \rho \mathrm{KL}(P^\top 1 \,\|\, b),
+
+    POT's ``ot.unbalanced.sinkhorn_unbalanced(a, b, C, reg=eps, reg_m=rho)`` problem (same plan;
+    POT's ``sinkhorn_unbalanced2`` returns ``<P, C>`` or, with ``returnCost="total"``, the
+    objective with KL terms that lack their mass parts, i.e. ours minus
+    :math:`\varepsilon (m_a m_b - m_P) + \rho (m_a + m_b - 2 m_P)`). Debiased, it returns
+    Séjourné et al.'s (2019) divergence
+    :math:`S = \mathrm{OT}(a, b) - \tfrac12 \mathrm{OT}(a, a) - \tfrac12 \mathrm{OT}(b, b)
+    + \tfrac\varepsilon2 (m_a - m_b)^2`, GeomLoss's unbalanced ``"sinkhorn"`` loss (whose
+    ``p = 2`` cost is ``|x - y|^2 / 2``). Solver: symmetric Sinkhorn updates under
     ε-scaling from ``diameter^p`` down to ``blur^p`` by factors ``scaling^p`` (GeomLoss's
     scheme), in the log domain (online strategy) or in kernel form on fewer, better-solved levels
     from ``max C / 30`` (dense strategy, see the module docstring).
 
     Args:
         x: ``[n, d]`` or ``[B, n, d]`` points.  y: ``[m, d]`` or ``[B, m, d]``.
-        a, b: non-negative weights ``[(B,) n]``, ``[(B,) m]`` (uniform if None), normalised to 1;
-            zeros are allowed (use them to mask padded points in a batch).
+        a, b: non-negative weights ``[(B,) n]``, ``[(B,) m]`` (uniform, total mass 1, if None);
+            normalised to 1 in the balanced case (``reach=None``), kept as given with ``reach``
+            (unbalanced OT compares measures of unequal mass). Zeros are allowed (use them to
+            mask padded points in a batch).
         p: ground cost exponent (>= 1).  blur: length scale of the entropic blur (> 0).
         debias: return the Sinkhorn divergence :math:`S_\varepsilon` instead of
             :math:`\mathrm{OT}_\varepsilon`.
@@ -667,8 +704,11 @@ def sinkhorn(
             f"x and y must have the same batch size, got {x.shape[0]} and {y.shape[0]}"
         )
     bsz, n, m = x.shape[0], x.shape[1], y.shape[1]
-    a = check_weights(a, "a", (bsz, n) if batched else (n,), like=x).reshape(bsz, n)
-    b = check_weights(b, "b", (bsz, m) if batched else (m,), like=x).reshape(bsz, m)
+    # balanced OT compares distributions: normalise; unbalanced OT exists for unequal masses
+    keep = reach is not None
+    a = check_weights(a, "a", (bsz, n) if batched else (n,), like=x, normalize=not keep)
+    b = check_weights(b, "b", (bsz, m) if batched else (m,), like=x, normalize=not keep)
+    a, b = a.reshape(bsz, n), b.reshape(bsz, m)
 
     # Without autograd the last extrapolation is part of the solve (kernel form when dense);
     # with it, it comes after the loop on live costs and carries the envelope-theorem gradient.
@@ -780,7 +820,7 @@ def sinkhorn(
         else:
             cost = weight(
                 dot(a, 1 - torch.exp(-f_ba / rho)) + dot(b, 1 - torch.exp(-g_ab / rho))
-            )
+            ) + _MassTerm.apply(a.sum(-1), b.sum(-1), eps)
     if debias:
         # S_eps >= 0; only round-off of a converged solve can dip below it.
         cost = cost.clamp_min(0)
