@@ -35,14 +35,14 @@ class SinkhornResult:
     """
 
     value: torch.Tensor
-    f: torch.Tensor
-    g: torch.Tensor
+    f: torch.Tensor = field(repr=False)
+    g: torch.Tensor = field(repr=False)
     n_iter: int
     converged: bool | None
     eps: float
     rho: float | None
-    a: torch.Tensor
-    b: torch.Tensor
+    a: torch.Tensor = field(repr=False)
+    b: torch.Tensor = field(repr=False)
     _plan: Callable[[], torch.Tensor] = field(repr=False)
     _softmins: Callable[[], tuple[Softmin, Softmin]] = field(repr=False)
 
