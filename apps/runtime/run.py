@@ -100,6 +100,8 @@ def add_run_args(parser: argparse.ArgumentParser, app: str, *, default_out: str 
         parser.add_argument("--time-limit", type=parse_duration, metavar="T",
                             help="stop after T (90s, 30m, 2h; a bare number is minutes), "
                             "with a checkpoint to --resume from")
+        parser.add_argument("--time-limit-min", dest="time_limit", type=parse_duration,
+                            help=argparse.SUPPRESS)  # the earlier spelling, in minutes
     parser.set_defaults(app=app)
 
 
