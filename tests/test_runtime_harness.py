@@ -142,7 +142,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def test_wgan_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path):
+def test_wgan_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path, capsys):
     cfg = tmp_path / "toy.yaml"
     cfg.write_text(yaml.safe_dump({
         "data": "8gaussians", "width": 16, "batch_size": 32, "steps": 100_000, "log_every": 1,
@@ -163,6 +163,14 @@ def test_wgan_sigterm_checkpoints_at_a_step_and_resumes_exactly(tmp_path):
     for key in full["generator"]:
         torch.testing.assert_close(resumed["generator"][key], full["generator"][key])
     assert main([*base, "--out", str(run), "--steps", "1", "--resume"]) == 2  # past step 1
+    sample = ["wgan", "sample", "--checkpoint", str(run / "checkpoint.pt"), "--n", "8",
+              "--out", str(tmp_path / "s.NPZ")]
+    assert main(sample) == 0
+    assert (tmp_path / "s.NPZ").is_file() and not (tmp_path / "s.NPZ.npz").exists()
+    assert f"wrote {tmp_path / 's.NPZ'}" in capsys.readouterr().out
+    assert main(sample) == 2  # an existing --out is not replaced silently
+    assert "already exists: pass --overwrite" in capsys.readouterr().err
+    assert main([*sample, "--overwrite"]) == 0
 
 
 def test_qrdqn_sigterm_checkpoints_at_a_step_and_resumes_to_the_same_counters(tmp_path):

@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     sample.add_argument("--out", type=Path, default=Path("grid.png"),
                         help="a .png (grid) or .npz (raw samples) path (default grid.png)")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--no-ema", action="store_true", help="use the raw generator")
     add_device_arg(sample)
@@ -55,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     results = sub.add_parser("results", help="regenerate results/wgan (toys ~10 min, MNIST "
                              "~10 min per run on 2 idle cores)")
-    results.add_argument("--out", type=Path, default=Path("results/wgan"))
+    results.add_argument("--out", type=Path, default=Path("runs/wgan/results"),
+                         help="output folder (default: runs/wgan/results; the committed tables "
+                         "are regenerated with --out results/wgan)")
     results.add_argument("--mnist-steps", type=int, help="MNIST generator iterations per run")
     results.add_argument("--toy-steps", type=int, help="toy generator iterations per run")
     results.add_argument("--parts", nargs="+", choices=("toy", "mnist"), default=["toy", "mnist"])
@@ -119,6 +122,9 @@ def _sample(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".png", ".npz"):
         raise ValueError(f"--out must end in .png (a grid) or .npz (raw samples), got {args.out}")
+    if args.out.is_dir() or (args.out.exists() and not args.overwrite):
+        raise FileExistsError(f"--out {args.out} already exists: pass --overwrite to replace it, "
+                              "or another --out")
     trainer = _load(args)
     gen = trainer.generator if args.no_ema else trainer.sampler
     rng = torch.Generator().manual_seed(args.seed)
