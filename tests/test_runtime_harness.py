@@ -135,6 +135,10 @@ def _kill_when_ready(argv: list[str], ready, timeout: float = 120.0) -> tuple[in
     return proc.returncode, err
 
 
+def _not_json(name: str) -> None:
+    raise AssertionError(f"{name} is not strict JSON")
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         return []
@@ -210,7 +214,8 @@ def test_wdgrl_sigterm_checkpoints_an_epoch_and_resumes_exactly(tmp_path):
     epochs = ["--epochs", str(epoch + 2)]
     assert main([*base, "--out", str(run), *epochs, "--resume"]) == 0
     assert main([*base, "--out", str(tmp_path / "full"), *epochs]) == 0
-    resumed = json.loads((run / "moons30.json").read_text())["tasks"][0]["methods"]["wdgrl"]
+    report = json.loads((run / "moons30.json").read_text(), parse_constant=_not_json)
+    resumed = report["tasks"][0]["methods"]["wdgrl"]
     full = json.loads((tmp_path / "full" / "moons30.json").read_text())
     full = full["tasks"][0]["methods"]["wdgrl"]
     assert resumed["acc"] == full["acc"]

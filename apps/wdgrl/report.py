@@ -169,10 +169,23 @@ def write_report(rows: list[dict[str, Any]], out: Path, name: str, device: str) 
     lines += ["", markdown_header(meta), ""]
     md = out / f"{name}.md"
     md.write_text("\n".join(lines))
-    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "tasks": rows}, indent=1,
-                                                 default=_json_default))
+    # strict JSON: a value that is not a number (no W1 for a method without a critic) is null
+    (out / f"{name}.json").write_text(json.dumps(_finite({"meta": meta, "tasks": rows}),
+                                                 indent=1, default=_json_default,
+                                                 allow_nan=False))
     plot_summary(rows, methods, out / f"{name}_accuracy.png")
     return md
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (numpy's too) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def _fresh(check: dict[str, Any]) -> str:
