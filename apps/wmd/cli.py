@@ -10,7 +10,7 @@ from wdist_apps.runtime import add_device_arg
 EMBEDDINGS_HELP = (
     "word2vec (text/binary), GloVe text, gensim KeyedVectors file, a directory saved by "
     "Embeddings.save, or 'lee' for a word2vec model trained on gensim's bundled Lee corpus "
-    "(trained once, cached)"
+    "(trained once, about 20 s of CPU, then cached)"
 )
 
 
