@@ -1,6 +1,7 @@
 """``wdist demo``: a one-minute tour of the core on CPU, then a short real run of every app.
 
-Writes PNG figures into ``--out`` (default ``results/demo``) and prints where each file went.
+Writes PNG figures into ``--out`` (default ``runs/demo``, git-ignored) and prints where each file
+went.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "demo", help="a short tour of the core and of every app (CPU, about 30 s on 2 cores)"
     )
-    parser.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"),
+                        help="output folder (default: runs/demo)")
     parser.add_argument(
         "--apps",
         nargs="*",

@@ -35,15 +35,12 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from wdist._checks import as_tensor, check_cost_range, check_int, check_p, check_positive
-from wdist.sinkhorn import (
-    _chunk_size,
-    _extrapolate,
-    _log_sinkhorn,
-    _online_softmin,
-    _UnbalancedWeight,
-    epsilon_schedule,
-)
+from wdist._checks import as_tensor, check_cost_range, check_p, check_positive
+from wdist.sinkhorn.api import _check_common
+from wdist.sinkhorn.loops import Softmin, epsilon_schedule, extrapolate_step, log_sinkhorn
+from wdist.sinkhorn.online import _online_softmin, chunk_size
+from wdist.sinkhorn.problem import Settings, point_problems
+from wdist.sinkhorn.value import dual_value
 
 __all__ = ["ring_softmin", "sinkhorn"]
 
@@ -180,7 +177,7 @@ def ring_softmin(
     if sizes is None:
         sizes = shard_sizes(y.shape[-2], ring.group)
     if chunk is None:
-        chunk = _chunk_size(x.shape[0], max(sizes), x.device)
+        chunk = chunk_size(x.shape[0], max(sizes), x.device)
     return _RingSoftmin.apply(x, y, h, eps, p, chunk, ring, list(sizes))
 
 
@@ -295,7 +292,8 @@ def sinkhorn(
         x: this rank's points ``[n_r, d]`` or ``[B, n_r, d]`` (``n_r = 0`` allowed).
         y: this rank's points ``[m_r, d]`` or ``[B, m_r, d]``.
         a, b: this rank's non-negative weights ``[(B,) n_r]``, ``[(B,) m_r]``; None (on every
-            rank): uniform over all the points. Normalised by the total over all the ranks.
+            rank): uniform over all the points. As in :func:`wdist.sinkhorn`, balanced OT
+            normalises them by their total over all the ranks, unbalanced OT keeps their mass.
         group: the process group (default: the world).
         p, blur, debias, scaling, reach, diameter, tol, max_iter: as in :func:`wdist.sinkhorn`;
             they must be the same on every rank.
@@ -324,14 +322,10 @@ def sinkhorn(
         p = check_p(p)
         check_positive(blur, "blur")
         check_positive(reach, "reach", allow_none=True)
-        if not isinstance(scaling, (int, float)) or not 0 < scaling < 1:
-            raise ValueError(f"scaling must be in (0, 1), got {scaling!r}")
-        check_positive(tol, "tol", allow_none=True)
         check_positive(diameter, "diameter", allow_none=True)
-        max_iter = check_int(max_iter, "max_iter", 1)
-        for flag, name in ((debias, "debias"), (return_potentials, "return_potentials")):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be True or False, got {flag!r}")
+        max_iter = _check_common(scaling, tol, max_iter, debias)
+        if not isinstance(return_potentials, bool):
+            raise TypeError(f"return_potentials must be True or False, got {return_potentials!r}")
         x = _points(x, "x")
         y = _points(y, "y", like=x)
         a, b = _shard_weights(a, "a", x), _shard_weights(b, "b", y)
@@ -359,54 +353,31 @@ def sinkhorn(
         x, y = x[None], y[None]
         a, b = (w if w is None else w[None] for w in (a, b))
     needs_grad = any(local["grad"])
-    a, b = (
-        _normalized(w, pts, total, name, group)
+    # as wdist.sinkhorn: balanced OT normalises the weights, unbalanced keeps their masses
+    (a, wa), (b, wb) = (
+        _weights(w, pts, total, name, reach is None, group)
         for w, pts, total, name in ((a, x, sum(sizes_x), "a"), (b, y, sum(sizes_y), "b"))
     )
 
     # the single-process preparation, with the sums and extremes taken over the ranks
-    sums = _all_sum(torch.stack([(a.unsqueeze(-1) * x).sum(-2), (b.unsqueeze(-1) * y).sum(-2)]),
-                    group)
+    sums = _all_sum(
+        torch.stack([(wa.unsqueeze(-1) * x).sum(-2), (wb.unsqueeze(-1) * y).sum(-2)]), group
+    )
     centre = 0.5 * (sums[0] + sums[1])
     x, y = x - centre.unsqueeze(-2), y - centre.unsqueeze(-2)
     spread = _spread(x, y, group)
     check_cost_range(spread, p, x.dtype)
-    rho = None if reach is None else reach**p
+    settings = Settings(
+        p=p, blur=blur, scaling=scaling, rho=None if reach is None else reach**p, tol=tol,
+        max_iter=max_iter, diameter=diameter, spread=spread,
+    )
+    solved = _solve(point_problems(x, y, a, b, p, debias), sizes_x, sizes_y, settings,
+                    needs_grad, ring)
 
-    def damp(eps: float) -> float:
-        return 1.0 if rho is None else 1.0 / (1.0 + eps / rho)
+    def dot(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return _SumOverRanks.apply((w * v).sum(-1), group, False)
 
-    def max_move(new: torch.Tensor, old: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        move = torch.where(w > 0, (new - old).abs(), 0)
-        return _all_max(move.max() if move.numel() else move.new_zeros(()), group)
-
-    chunk = _chunk_size(bsz, max(sizes_x + sizes_y), x.device)
-
-    def softmin(u: torch.Tensor, v: torch.Tensor, sizes: list[int]):
-        def sm(eps: float, h: torch.Tensor) -> torch.Tensor:
-            return _RingSoftmin.apply(u, v.detach(), h, eps, p, chunk, ring, sizes)
-
-        return sm
-
-    problems = [(x, y, a, b, sizes_x, sizes_y, False)]
-    if debias:
-        problems += [(x, x, a, a, sizes_x, sizes_x, True), (y, y, b, b, sizes_y, sizes_y, True)]
-    eps_list = epsilon_schedule(p, float(diameter or spread or blur), float(blur), float(scaling))
-    solved, softmins = [], []
-    with torch.no_grad():
-        for u, v, wu, wv, su, sv, sym in problems:
-            sm_uv = softmin(u, v, sv)
-            sm_vu = None if sym else softmin(v, u, su)
-            softmins.append((sm_uv, sm_vu))
-            solved.append(
-                _log_sinkhorn(sm_uv, sm_vu, wu, wv, eps_list, damp, tol, max_iter,
-                              extrapolate=not needs_grad, max_move=max_move)
-            )
-    eps, k = float(blur) ** p, damp(float(blur) ** p)
-    if needs_grad:  # the last extrapolation, with autograd on (as in wdist.sinkhorn)
-        for i, (_, _, wu, wv, *_) in enumerate(problems):
-            solved[i] = _extrapolate(*softmins[i], wu.detach(), wv.detach(), *solved[i], eps, k)
-    cost = _value(solved, a, b, debias, rho, eps, group)
+    cost = dual_value(a, b, solved, settings.eps, settings.rho, dot=dot)
     outputs = [cost if batched else cost[0]]
     if return_potentials:
         f, g = solved[0]
@@ -414,17 +385,71 @@ def sinkhorn(
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
-def _normalized(
-    w: torch.Tensor | None, pts: torch.Tensor, total: int, name: str, group: dist.ProcessGroup
-) -> torch.Tensor:
-    """Weights over all the ranks normalised to 1 (uniform ``1 / total`` if None); the total
-    mass is an ``all_reduce`` that carries the gradient of the normalisation to every rank."""
+def _solve(
+    problems: list,
+    sizes_x: list[int],
+    sizes_y: list[int],
+    settings: Settings,
+    needs_grad: bool,
+    ring: _Ring,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The online strategy of ``wdist.sinkhorn`` (its ε-schedule, loop, stopping rule and last
+    extrapolation) on ring soft-mins, with the stopping test's move taken over the ranks.
+    ``problems``: ``point_problems``' ``OT(a, b)``, then ``OT(a, a)``, ``OT(b, b)``."""
+    p, blur = settings.p, float(settings.blur)
+    sizes = [(sizes_x, sizes_y), (sizes_x, sizes_x), (sizes_y, sizes_y)]
+    chunk = chunk_size(problems[0].a.shape[0], max(sizes_x + sizes_y), problems[0].x.device)
+
+    def softmin(u: torch.Tensor, v: torch.Tensor, v_sizes: list[int]) -> Softmin:
+        # differentiable in its rows only (GeomLoss's convention, as in wdist.sinkhorn)
+        def sm(eps: float, h: torch.Tensor) -> torch.Tensor:
+            return _RingSoftmin.apply(u, v.detach(), h, eps, p, chunk, ring, v_sizes)
+
+        return sm
+
+    def max_move(new: torch.Tensor, old: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        move = torch.where(w > 0, (new - old).abs(), 0)
+        return _all_max(move.max() if move.numel() else move.new_zeros(()), ring.group)
+
+    eps_list = epsilon_schedule(
+        p, float(settings.diameter or settings.spread or blur), blur, float(settings.scaling)
+    )
+    max_iter = settings.max_iter if settings.tol is not None else 0
+    solved, softmins = [], []
+    with torch.no_grad():
+        for pb, (su, sv) in zip(problems, sizes):
+            sm_xy = softmin(pb.x, pb.y, sv)
+            sm_yx = None if pb.sym else softmin(pb.y, pb.x, su)
+            softmins.append((sm_xy, sm_yx))
+            solved.append(log_sinkhorn(
+                sm_xy, sm_yx, pb.a, pb.b, eps_list, settings.damping, settings.tol, max_iter,
+                extrapolate=not needs_grad, max_move=max_move,
+            ))
+    if needs_grad:  # the last extrapolation, with autograd on
+        eps = settings.eps
+        for i, pb in enumerate(problems):
+            solved[i] = extrapolate_step(
+                *softmins[i], pb.a.detach(), pb.b.detach(), *solved[i], eps,
+                settings.damping(eps),
+            )
+    return solved
+
+
+def _weights(
+    w: torch.Tensor | None, pts: torch.Tensor, total: int, name: str, normalize: bool,
+    group: dist.ProcessGroup,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weights, weights normalised to 1)`` over all the ranks; ``normalize``: the first is
+    the second. None: uniform ``1 / total``. The total mass is an ``all_reduce`` that carries
+    the normalisation's gradient to every rank."""
     if w is None:
-        return pts.new_full(pts.shape[:-1], 1.0 / total)
+        w = pts.new_full(pts.shape[:-1], 1.0 / total)
+        return w, w
     mass = _SumOverRanks.apply(w.sum(-1, keepdim=True), group, True)
     if bool((mass <= 0).any()):
         raise ValueError(f"{name} has zero total mass: weights must sum to a positive number")
-    return w / mass
+    unit = w / mass
+    return (unit if normalize else w), unit
 
 
 def _spread(x: torch.Tensor, y: torch.Tensor, group: dist.ProcessGroup) -> float:
@@ -436,34 +461,3 @@ def _spread(x: torch.Tensor, y: torch.Tensor, group: dist.ProcessGroup) -> float
         lo = hi = pts.new_full(pts.shape[-1:], math.nan)
     box = _all_max(torch.stack([-lo, hi]).nan_to_num(-math.inf), group)
     return float((box[1].double() + box[0].double()).norm())
-
-
-def _value(
-    solved: list[tuple[torch.Tensor, torch.Tensor]],
-    a: torch.Tensor,
-    b: torch.Tensor,
-    debias: bool,
-    rho: float | None,
-    eps: float,
-    group: dist.ProcessGroup,
-) -> torch.Tensor:
-    """The dual value of ``wdist.sinkhorn`` from every rank's share of the potentials."""
-    (f_ba, g_ab), *sym_solved = solved
-
-    def dot(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return _SumOverRanks.apply((w * v).sum(-1), group, False)
-
-    if rho is None:
-        cost = dot(a, f_ba) + dot(b, g_ab)
-        if debias:
-            cost = cost - dot(a, sym_solved[0][0]) - dot(b, sym_solved[1][0])
-    else:
-        if debias:
-            f_aa, g_bb = sym_solved[0][0], sym_solved[1][0]
-            total = dot(a, torch.exp(-f_aa / rho) - torch.exp(-f_ba / rho)) + dot(
-                b, torch.exp(-g_bb / rho) - torch.exp(-g_ab / rho)
-            )
-        else:
-            total = dot(a, 1 - torch.exp(-f_ba / rho)) + dot(b, 1 - torch.exp(-g_ab / rho))
-        cost = _UnbalancedWeight.apply(total, rho, eps)
-    return cost.clamp_min(0) if debias else cost
