@@ -601,7 +601,11 @@ def _sk_report(p: dict) -> str:
         f"process's CPU time {s['cpu_s']:.2f} s -> {max(r['cpu_s'] for r in two):.2f} s "
         f"(**{s['cpu_s'] / max(r['cpu_s'] for r in two):.2f}x**): the wall time is what this "
         "shared box gives (its 2 cores run other jobs too, see the load), the CPU time what the "
-        "ranks need. Value difference, 2 ranks against one process: "
+        "ranks need. Against the same code on one rank: CPU "
+        f"{one['cpu_s']:.2f} s -> {max(r['cpu_s'] for r in two):.2f} s "
+        f"(**{one['cpu_s'] / max(r['cpu_s'] for r in two):.2f}x**). CPU times on this box vary "
+        "by tens of percent between runs of the same solve (other jobs share its caches). "
+        "Value difference, 2 ranks against one process: "
         f"{abs(two[0]['value'] - s['value']):.2g} (float32).",
         "",
         "## Cost model",

@@ -181,7 +181,6 @@ def ring_softmin(
     return _RingSoftmin.apply(x, y, h, eps, p, chunk, ring, list(sizes))
 
 
-
 class _SumOverRanks(torch.autograd.Function):
     """``all_reduce`` sum with the gradient of a sum over ranks. ``per_rank=False``: a value
     that every rank holds and differentiates alike (the cost), so each rank's backward gives
@@ -311,6 +310,7 @@ def sinkhorn(
 
         dist.init_process_group("gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
+        torch.manual_seed(0)                        # the same clouds on every rank, here
         x = torch.randn(10_000, 3)[rank::world]     # this rank's shard
         y = torch.randn(12_000, 3)[rank::world] + 1
         loss = wdist.distributed.sinkhorn(x, y, blur=0.05)
@@ -328,6 +328,11 @@ def sinkhorn(
             raise TypeError(f"return_potentials must be True or False, got {return_potentials!r}")
         x = _points(x, "x")
         y = _points(y, "y", like=x)
+        if y.dim() != x.dim() or (x.dim() == 3 and x.shape[0] != y.shape[0]):
+            raise ValueError(
+                "x and y must both be [n, d] or both [B, n, d] with the same B, got shapes "
+                f"{tuple(x.shape)} and {tuple(y.shape)}"
+            )
         a, b = _shard_weights(a, "a", x), _shard_weights(b, "b", y)
     except (TypeError, ValueError) as err:
         local["error"] = (type(err).__name__, str(err))
