@@ -62,9 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     results.add_argument("--mnist-steps", type=int, help="MNIST generator iterations per run")
     results.add_argument("--toy-steps", type=int, help="toy generator iterations per run")
     results.add_argument("--parts", nargs="+", choices=("toy", "mnist"), default=["toy", "mnist"])
-    results.add_argument("--mnist-config", type=Path,
-                         help="one config for every method (default: configs/wgan/mnist.yaml "
-                         "for gp, mnist_sn.yaml for sn, mnist_clip.yaml for clip)")
+    results.add_argument("--mnist-config", metavar="NAME|FILE",
+                         help="one config for every method, a built-in name or a YAML file "
+                         "(default: mnist for gp, mnist_sn for sn, mnist_clip for clip)")
     results.add_argument("--methods", nargs="+", choices=("clip", "gp", "sn"),
                          default=["gp", "sn"], help="MNIST methods (default gp sn)")
     results.add_argument("--seeds", nargs="+", type=int, default=[0],
@@ -176,10 +176,12 @@ def _inception_fid(trainer, args: argparse.Namespace) -> dict:
 
 def _results(args: argparse.Namespace) -> int:
     from wdist_apps.runtime import resolve_device
+    from wdist_apps.runtime.run import find_config
     from wdist_apps.wgan.results import regenerate
 
+    config = find_config("wgan", args.mnist_config) if args.mnist_config else None
     written = regenerate(args.out, resolve_device(args.device), args.mnist_steps, args.toy_steps,
-                         tuple(args.parts), args.mnist_config, tuple(args.methods),
+                         tuple(args.parts), config, tuple(args.methods),
                          tuple(args.seeds))
     for path in written:
         print(path)
