@@ -125,7 +125,9 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             continues from it (same seed -> the same final model as an uninterrupted run). The
             checkpoint must come from the same parameters (``epochs``, except for DANN,
             ``verbose`` and ``device`` may change) and the same data, else ``ValueError`` names
-            what differs. A missing file starts a fresh run, which then writes it.
+            what differs. A missing file starts a fresh run, which then writes it. On SIGINT /
+            SIGTERM the epoch under way finishes and is checkpointed, then
+            :class:`~wdist_apps.runtime.Interrupted` is raised.
         log_csv : one row per epoch (see :attr:`history_`); on resume it is rewritten from the
             checkpoint's history, so it always matches the checkpoint.
         """
