@@ -185,6 +185,7 @@ def test_qrdqn_sigterm_checkpoints_at_a_step_and_resumes_to_the_same_counters(tm
     code, err = _kill_when_ready([*base, "--out", str(run), "--total-frames", "10000000"],
                                  lambda: any(r["loss"] for r in _rows(run / "log.csv")))
     assert code == 128 + signal.SIGTERM and "stopped by SIGTERM at frame" in err, err
+    assert yaml.safe_load((run / "config.yaml").read_text())["learning_starts"] == 200
     steps = load_checkpoint(run / "checkpoint.pt")["counters"]["steps"]
     assert steps % 8 == 0 and steps >= 200  # a whole vector step of the 8 envs
     total = str(steps + 160)
@@ -209,6 +210,7 @@ def test_wdgrl_sigterm_checkpoints_an_epoch_and_resumes_exactly(tmp_path):
     base = ["wdgrl", "run", "--config", str(cfg), "--device", "cpu"]
     code, err = _kill_when_ready([*base, "--out", str(run)], lambda: len(_rows(log)) >= 2)
     assert code == 128 + signal.SIGTERM and "stopped by SIGTERM after epoch" in err, err
+    assert yaml.safe_load((log.parent / "config.yaml").read_text())["hidden"] == [16]
     epoch = load_checkpoint(log.with_suffix(".pt"))["epoch"]
     assert epoch == len(_rows(log))  # the checkpoint and the log agree: an epoch boundary
     epochs = ["--epochs", str(epoch + 2)]

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = sub.add_parser("run", help="one task from a config: every method x seed, a table, "
                          "curves and feature plots")
-    add_run_args(run, "wdgrl", default_out="runs/wdgrl", config_default="required",
+    add_run_args(run, "wdgrl", default_out="runs/wdgrl", config_default=None,
                  time_limit=False)
     run.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
     run.add_argument("--epochs", type=int, help="epochs per run (overrides the config)")

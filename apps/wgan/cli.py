@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "wgan", help="WGAN generator: weight clipping, gradient penalty or spectral norm",
         description="Train and evaluate Wasserstein GANs on the wdist critic.",
     )
-    sub = parser.add_subparsers(dest="wgan_command", metavar="SUBCOMMAND", required=True)
+    sub = parser.add_subparsers(dest="wgan_command", metavar="{train,sample,eval,results}",
+                                required=True)
 
     train = sub.add_parser("train", help="train a generator (CSV log, samples, checkpoints)")
     add_run_args(train, "wgan", default_out=None,
@@ -54,8 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_arg(evaluate)
     evaluate.set_defaults(func=_eval)
 
-    results = sub.add_parser("results", help="regenerate results/wgan (toys ~10 min, MNIST "
-                             "~10 min per run on 2 idle cores)")
+    results = sub.add_parser("results", help="the results tables and figures: toys ~10 min, "
+                             "MNIST ~10 min per run on 2 idle cores (--out results/wgan "
+                             "regenerates the committed ones)")
     results.add_argument("--out", type=Path, default=Path("runs/wgan/results"),
                          help="output folder (default: runs/wgan/results; the committed tables "
                          "are regenerated with --out results/wgan)")
