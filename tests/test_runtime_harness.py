@@ -25,7 +25,7 @@ from wdist_apps.runtime.progress import progress
 from wdist_apps.runtime.run import add_run_args, find_config, open_run_dir, parse_duration
 from wdist_apps.runtime.scoped import scoped_settings
 from wdist_apps.runtime.seeding import rng_state, set_rng_state
-from wdist_apps.runtime.signals import stop_on_signal
+from wdist_apps.runtime.signals import Interrupted, stop_on_signal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,6 +66,17 @@ def test_stop_on_signal_sets_a_flag_and_restores_the_handlers():
         time.sleep(0.01)
         assert stop.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_nested_blocks_share_the_outer_flag_and_its_time_limit():
+    with stop_on_signal(time_limit_s=0.0) as outer:
+        time.sleep(0.001)
+        with stop_on_signal() as inner:  # a trainer inside a command
+            assert inner is outer and inner.requested
+        with stop_on_signal(enabled=False) as off:  # nothing to checkpoint: never stops
+            assert not off.requested
+        with pytest.raises(Interrupted, match="stopped at the time limit after step 1"):
+            outer.check("after step 1")
 
 
 def test_scoped_settings_restore_what_was_there():
