@@ -237,3 +237,12 @@ def test_wdgrl_sigterm_checkpoints_an_epoch_and_resumes_exactly(tmp_path):
     assert len(_rows(log)) == epoch + 2
     for key in ("clf_loss", "w1", "source_val_loss"):
         assert float(last[key]) == pytest.approx(float(ref[key]), rel=1e-5)
+
+
+def test_rng_state_of_an_older_checkpoint_still_restores():
+    torch.manual_seed(3)
+    legacy = {"torch_rng": torch.get_rng_state(), "cuda_rng": None}
+    expected = torch.rand(2)
+    torch.manual_seed(4)
+    set_rng_state(legacy.get("rng", legacy))
+    assert torch.equal(torch.rand(2), expected)

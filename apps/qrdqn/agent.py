@@ -152,7 +152,7 @@ def _train(cfg: QRDQNConfig, out_dir: Path, device: torch.device, resume: bool,
         counters = state["counters"]
         rng.bit_generator.state = state["numpy_rng"]
         sample_gen.set_state(state["sample_gen"].cpu())
-        set_rng_state(state["rng"])
+        set_rng_state(state.get("rng", state))
         if state.get("replay") is not None:
             replay.load_state_dict(state["replay"])
             replay.end_episodes()  # the envs restart below

@@ -231,7 +231,7 @@ def _train(cfg: PQNConfig, out_dir: Path, device: torch.device, resume: bool,
         counters = state["counters"]
         rng.bit_generator.state = state["numpy_rng"]
         shuffle_gen.set_state(state["shuffle_gen"].cpu())
-        set_rng_state(state["rng"])
+        set_rng_state(state.get("rng", state))
 
     def checkpoint() -> None:
         save_checkpoint({

@@ -195,7 +195,7 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             self.aligner_.load_state_dict(ck["aligner"])
             opt.load_state_dict(ck["optimizer"])
             gen.set_state(ck["generator"].cpu())
-            set_rng_state(ck["rng"])
+            set_rng_state(ck.get("rng", ck))
             self.history_, best, start = ck["history"], ck["best"], ck["epoch"]
             if ck["stopped"]:  # early-stopped: nothing left to train
                 start = self.epochs
