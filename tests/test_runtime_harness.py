@@ -246,3 +246,19 @@ def test_rng_state_of_an_older_checkpoint_still_restores():
     torch.manual_seed(4)
     set_rng_state(legacy.get("rng", legacy))
     assert torch.equal(torch.rand(2), expected)
+
+
+def test_csv_log_is_mirrored_to_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from wdist_apps.runtime import CSVLogger
+
+    with CSVLogger(tmp_path / "log.csv", tensorboard="step") as log:
+        for step in (1, 2, 3):
+            log.log({"step": step, "loss": 1.0 / step, "note": "text"})
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert events.Tags()["scalars"] == ["loss"]
+    assert [(e.step, round(e.value, 4)) for e in events.Scalars("loss")] == [
+        (1, 1.0), (2, 0.5), (3, 0.3333)]
