@@ -171,7 +171,8 @@ def _train(cfg: QRDQNConfig, out_dir: Path, device: torch.device, resume: bool,
     policy = torch.compile(net) if cfg.compile else net
     update_fn = _make_update(net, target_net, optimizer, cfg, device)
     logger = CSVLogger(out_dir / "log.csv", resume=resume,
-                       upto=("frames", counters["steps"] * envs.frames_per_step))
+                       upto=("frames", counters["steps"] * envs.frames_per_step),
+                       tensorboard="frames")
     fps_per_step = envs.frames_per_step
     total_steps = cfg.total_frames // fps_per_step
     ckpt_every_steps = max(1, cfg.checkpoint_every_frames // fps_per_step)
