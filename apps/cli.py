@@ -54,9 +54,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except Interrupted as stop:  # a trainer checkpointed on SIGINT / SIGTERM
+    except Interrupted as stop:  # a trainer checkpointed on SIGINT / SIGTERM or a time limit
         print(f"wdist {args.command}: {stop}", file=sys.stderr)
-        return 128 + stop.signum
+        return 0 if stop.signum is None else 128 + stop.signum
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint (if any) is intact", file=sys.stderr)
         return 130

@@ -25,7 +25,7 @@ from wdist_apps.runtime.progress import progress
 from wdist_apps.runtime.run import add_run_args, find_config, open_run_dir, parse_duration
 from wdist_apps.runtime.scoped import scoped_settings
 from wdist_apps.runtime.seeding import rng_state, set_rng_state
-from wdist_apps.runtime.signals import stop_on_signal
+from wdist_apps.runtime.signals import Interrupted, stop_on_signal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,6 +66,17 @@ def test_stop_on_signal_sets_a_flag_and_restores_the_handlers():
         time.sleep(0.01)
         assert stop.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_nested_blocks_share_the_outer_flag_and_its_time_limit():
+    with stop_on_signal(time_limit_s=0.0) as outer:
+        time.sleep(0.001)
+        with stop_on_signal() as inner:  # a trainer inside a command
+            assert inner is outer and inner.requested
+        with stop_on_signal(enabled=False) as off:  # nothing to checkpoint: never stops
+            assert not off.requested
+        with pytest.raises(Interrupted, match="stopped at the time limit after step 1"):
+            outer.check("after step 1")
 
 
 def test_scoped_settings_restore_what_was_there():
@@ -185,6 +196,7 @@ def test_qrdqn_sigterm_checkpoints_at_a_step_and_resumes_to_the_same_counters(tm
     code, err = _kill_when_ready([*base, "--out", str(run), "--total-frames", "10000000"],
                                  lambda: any(r["loss"] for r in _rows(run / "log.csv")))
     assert code == 128 + signal.SIGTERM and "stopped by SIGTERM at frame" in err, err
+    assert yaml.safe_load((run / "config.yaml").read_text())["learning_starts"] == 200
     steps = load_checkpoint(run / "checkpoint.pt")["counters"]["steps"]
     assert steps % 8 == 0 and steps >= 200  # a whole vector step of the 8 envs
     total = str(steps + 160)
@@ -209,6 +221,7 @@ def test_wdgrl_sigterm_checkpoints_an_epoch_and_resumes_exactly(tmp_path):
     base = ["wdgrl", "run", "--config", str(cfg), "--device", "cpu"]
     code, err = _kill_when_ready([*base, "--out", str(run)], lambda: len(_rows(log)) >= 2)
     assert code == 128 + signal.SIGTERM and "stopped by SIGTERM after epoch" in err, err
+    assert yaml.safe_load((log.parent / "config.yaml").read_text())["hidden"] == [16]
     epoch = load_checkpoint(log.with_suffix(".pt"))["epoch"]
     assert epoch == len(_rows(log))  # the checkpoint and the log agree: an epoch boundary
     epochs = ["--epochs", str(epoch + 2)]
@@ -224,3 +237,28 @@ def test_wdgrl_sigterm_checkpoints_an_epoch_and_resumes_exactly(tmp_path):
     assert len(_rows(log)) == epoch + 2
     for key in ("clf_loss", "w1", "source_val_loss"):
         assert float(last[key]) == pytest.approx(float(ref[key]), rel=1e-5)
+
+
+def test_rng_state_of_an_older_checkpoint_still_restores():
+    torch.manual_seed(3)
+    legacy = {"torch_rng": torch.get_rng_state(), "cuda_rng": None}
+    expected = torch.rand(2)
+    torch.manual_seed(4)
+    set_rng_state(legacy.get("rng", legacy))
+    assert torch.equal(torch.rand(2), expected)
+
+
+def test_csv_log_is_mirrored_to_tensorboard(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from wdist_apps.runtime import CSVLogger
+
+    with CSVLogger(tmp_path / "log.csv", tensorboard="step") as log:
+        for step in (1, 2, 3):
+            log.log({"step": step, "loss": 1.0 / step, "note": "text"})
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert events.Tags()["scalars"] == ["loss"]
+    assert [(e.step, round(e.value, 4)) for e in events.Scalars("loss")] == [
+        (1, 1.0), (2, 0.5), (3, 0.3333)]

@@ -152,7 +152,7 @@ def _train(cfg: QRDQNConfig, out_dir: Path, device: torch.device, resume: bool,
         counters = state["counters"]
         rng.bit_generator.state = state["numpy_rng"]
         sample_gen.set_state(state["sample_gen"].cpu())
-        set_rng_state(state["rng"])
+        set_rng_state(state.get("rng", state))
         if state.get("replay") is not None:
             replay.load_state_dict(state["replay"])
             replay.end_episodes()  # the envs restart below
@@ -171,7 +171,8 @@ def _train(cfg: QRDQNConfig, out_dir: Path, device: torch.device, resume: bool,
     policy = torch.compile(net) if cfg.compile else net
     update_fn = _make_update(net, target_net, optimizer, cfg, device)
     logger = CSVLogger(out_dir / "log.csv", resume=resume,
-                       upto=("frames", counters["steps"] * envs.frames_per_step))
+                       upto=("frames", counters["steps"] * envs.frames_per_step),
+                       tensorboard="frames")
     fps_per_step = envs.frames_per_step
     total_steps = cfg.total_frames // fps_per_step
     ckpt_every_steps = max(1, cfg.checkpoint_every_frames // fps_per_step)

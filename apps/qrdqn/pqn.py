@@ -231,7 +231,7 @@ def _train(cfg: PQNConfig, out_dir: Path, device: torch.device, resume: bool,
         counters = state["counters"]
         rng.bit_generator.state = state["numpy_rng"]
         shuffle_gen.set_state(state["shuffle_gen"].cpu())
-        set_rng_state(state["rng"])
+        set_rng_state(state.get("rng", state))
 
     def checkpoint() -> None:
         save_checkpoint({
@@ -249,7 +249,8 @@ def _train(cfg: PQNConfig, out_dir: Path, device: torch.device, resume: bool,
     ckpt_every = max(1, cfg.checkpoint_every_frames // fps_per_step)
     next_ckpt = (counters["env_step"] // ckpt_every + 1) * ckpt_every
     logger = CSVLogger(out_dir / "log.csv", resume=resume,
-                       upto=("frames", counters["env_step"] * fps_per_step))
+                       upto=("frames", counters["env_step"] * fps_per_step),
+                       tensorboard="frames")
 
     obs_dtype = torch.uint8 if envs.is_atari else torch.float32
     obs_buf = torch.empty((T, E, *((cfg.frame_stack,) if envs.is_atari else ()),

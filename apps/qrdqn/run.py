@@ -16,7 +16,7 @@ from wdist_apps.qrdqn.plot import plot_curves
 from wdist_apps.runtime import load_config, resolve_device
 from wdist_apps.runtime.config import to_dict
 from wdist_apps.runtime.machine import command_line, describe
-from wdist_apps.runtime.run import open_run_dir
+from wdist_apps.runtime.run import open_run_dir, snapshot_config
 
 
 def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: str | Path,
@@ -42,6 +42,7 @@ def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: 
         cfg = load_config(QRDQNConfig, config, overrides)
         train_fn, loss_column, title = train, "loss", "QR-DQN learning curve"
     out = open_run_dir(out, resume=resume, overwrite=overwrite)
+    snapshot_config(out, cfg)
     result = train_fn(cfg, out, device, resume=resume, time_limit_s=time_limit_s)
     plot_curves([out / "log.csv"], out / "curve.png", labels=[cfg.env_id],
                 loss_column=loss_column, title=title)

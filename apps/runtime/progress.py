@@ -51,4 +51,8 @@ def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
         kwargs.setdefault("mininterval", float(os.environ.get("WDIST_PROGRESS_INTERVAL", "30")))
         kwargs.setdefault("ncols", 100)
         stream = _Lines(stream)
-    return tqdm(iterable, file=stream, **kwargs)
+    bar = tqdm(iterable, file=stream, **kwargs)
+    if isinstance(stream, _Lines):  # a postfix waits for the next line instead of forcing one
+        set_postfix = bar.set_postfix
+        bar.set_postfix = lambda *args, refresh=True, **kw: set_postfix(*args, refresh=False, **kw)
+    return bar

@@ -78,13 +78,16 @@ def parse_duration(text: str) -> float:
 
 
 def add_run_args(parser: argparse.ArgumentParser, app: str, *, default_out: str | None,
-                 config_default: str = "the built-in defaults", time_limit: bool = True) -> None:
-    """Add the options every training command shares (see the module docstring)."""
+                 config_default: str | None = "the built-in defaults",
+                 time_limit: bool = True) -> None:
+    """Add the options every training command shares (see the module docstring);
+    ``config_default=None``: ``--config`` is required (checked by the command, so that its
+    error message can name the built-in configs)."""
     names = builtin_names(app)
+    default = "required" if config_default is None else f"default: {config_default}"
     parser.add_argument(
         "--config", metavar="NAME|FILE",
-        help=f"a built-in config ({', '.join(names)}) or a YAML file (default: "
-        f"{config_default})")
+        help=f"a built-in config ({', '.join(names)}) or a YAML file ({default})")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override any config key, VALUE read as YAML (repeatable)")

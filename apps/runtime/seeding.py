@@ -25,12 +25,19 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` saved (CUDA states only where those devices exist here,
-    whatever ``map_location`` the checkpoint was read with: the states must be CPU tensors)."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    whatever ``map_location`` the checkpoint was read with: the states must be CPU tensors).
+    A checkpoint written before this format (``torch_rng``, ``python_rng``, ``cuda_rng`` keys)
+    is read too: pass ``checkpoint.get("rng", checkpoint)``."""
+    if "torch" not in state and "torch_rng" in state:
+        cuda = state.get("cuda_rng")
+        state = {"torch": state["torch_rng"], "python": state.get("python_rng"),
+                 "cuda": [cuda] if isinstance(cuda, torch.Tensor) else cuda or []}
+    if state.get("python") is not None:
+        random.setstate(state["python"])
+    if state.get("numpy") is not None:
+        np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"].cpu())
     cuda = state.get("cuda") or []
     if cuda and torch.cuda.is_available():
-        n = min(len(cuda), torch.cuda.device_count())
-        for i in range(n):
+        for i in range(min(len(cuda), torch.cuda.device_count())):
             torch.cuda.set_rng_state(cuda[i].cpu(), i)

@@ -27,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     run = sub.add_parser("run", help="one task from a config: every method x seed, a table, "
                          "curves and feature plots")
-    add_run_args(run, "wdgrl", default_out="runs/wdgrl", config_default="required",
-                 time_limit=False)
+    add_run_args(run, "wdgrl", default_out="runs/wdgrl", config_default=None)
     run.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
     run.add_argument("--epochs", type=int, help="epochs per run (overrides the config)")
     run.add_argument("--methods", nargs="+", help="subset of methods (overrides the config)")
@@ -59,36 +58,38 @@ def _threads_arg(p: argparse.ArgumentParser) -> None:
                    help="CPU threads for torch (default 1: fastest for these small networks)")
 
 
-def _threads(args: argparse.Namespace) -> None:
-    import torch
-
+def _threads(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    return args.threads
 
 
 def _run(args: argparse.Namespace) -> int:
+    from wdist_apps.runtime import scoped_settings, stop_on_signal
     from wdist_apps.runtime.run import config_file, config_overrides
     from wdist_apps.wdgrl.report import run_one
 
     if not args.config:
         raise ValueError("--config is required (a built-in name, e.g. --config moons50, or a "
                          "YAML file)")
-    _threads(args)
     overrides = config_overrides(args, seeds=args.seeds, epochs=args.epochs,
                                  methods=args.methods, source_path=args.source,
                                  target_path=args.target)
-    run_one(config_file(args), overrides, args.out, args.device, resume=args.resume,
-            overwrite=args.overwrite)
+    # the estimators' fits share this block's flag: a signal or the time limit stops the one
+    # under way after its epoch's checkpoint
+    with scoped_settings(threads=_threads(args)), stop_on_signal(time_limit_s=args.time_limit):
+        run_one(config_file(args), overrides, args.out, args.device, resume=args.resume,
+                overwrite=args.overwrite)
     print(f"wrote {args.out}")
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from wdist_apps.runtime import scoped_settings, stop_on_signal
     from wdist_apps.wdgrl.report import run_bench
 
-    _threads(args)
-    run_bench(args.out, args.device, seeds=args.seeds, epochs=args.epochs, resume=args.resume,
-              overwrite=args.overwrite)
+    with scoped_settings(threads=_threads(args)), stop_on_signal():
+        run_bench(args.out, args.device, seeds=args.seeds, epochs=args.epochs,
+                  resume=args.resume, overwrite=args.overwrite)
     print(f"wrote {args.out}")
     return 0

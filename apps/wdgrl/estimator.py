@@ -125,7 +125,9 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             continues from it (same seed -> the same final model as an uninterrupted run). The
             checkpoint must come from the same parameters (``epochs``, except for DANN,
             ``verbose`` and ``device`` may change) and the same data, else ``ValueError`` names
-            what differs. A missing file starts a fresh run, which then writes it.
+            what differs. A missing file starts a fresh run, which then writes it. On SIGINT /
+            SIGTERM the epoch under way finishes and is checkpointed, then
+            :class:`~wdist_apps.runtime.Interrupted` is raised.
         log_csv : one row per epoch (see :attr:`history_`); on resume it is rewritten from the
             checkpoint's history, so it always matches the checkpoint.
         """
@@ -193,7 +195,7 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             self.aligner_.load_state_dict(ck["aligner"])
             opt.load_state_dict(ck["optimizer"])
             gen.set_state(ck["generator"].cpu())
-            set_rng_state(ck["rng"])
+            set_rng_state(ck.get("rng", ck))
             self.history_, best, start = ck["history"], ck["best"], ck["epoch"]
             if ck["stopped"]:  # early-stopped: nothing left to train
                 start = self.epochs

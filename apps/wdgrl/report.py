@@ -12,7 +12,7 @@ import torch
 from wdist_apps.runtime import load_config, resolve_device
 from wdist_apps.runtime.config import builtin_configs
 from wdist_apps.runtime.machine import machine_info, markdown_header
-from wdist_apps.runtime.run import open_run_dir
+from wdist_apps.runtime.run import open_run_dir, snapshot_config
 from wdist_apps.wdgrl.experiment import ALL_METHODS, PEER, WDGRLConfig, build_task, run_experiment
 from wdist_apps.wdgrl.plots import plot_curves, plot_features, plot_summary
 
@@ -31,6 +31,7 @@ def run_one(
     out = open_run_dir(out, resume=resume, overwrite=overwrite,
                        owned=(f"runs/{cfg.name}/*", f"{cfg.name}.json"))
     _check_resume(resume, out / "runs" / cfg.name)
+    snapshot_config(out / "runs" / cfg.name, cfg)
     result = _run(cfg, out, device, resume, verbose=True)
     rows = [_public(result)]
     write_report(rows, out, f"{cfg.name}", device)

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "wgan", help="WGAN generator: weight clipping, gradient penalty or spectral norm",
         description="Train and evaluate Wasserstein GANs on the wdist critic.",
     )
-    sub = parser.add_subparsers(dest="wgan_command", metavar="SUBCOMMAND", required=True)
+    sub = parser.add_subparsers(dest="wgan_command", metavar="{train,sample,eval,results}",
+                                required=True)
 
     train = sub.add_parser("train", help="train a generator (CSV log, samples, checkpoints)")
     add_run_args(train, "wgan", default_out=None,
@@ -54,17 +55,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_arg(evaluate)
     evaluate.set_defaults(func=_eval)
 
-    results = sub.add_parser("results", help="regenerate results/wgan (toys ~10 min, MNIST "
-                             "~10 min per run on 2 idle cores)")
+    results = sub.add_parser("results", help="the results tables and figures: toys ~10 min, "
+                             "MNIST ~10 min per run on 2 idle cores (--out results/wgan "
+                             "regenerates the committed ones)")
     results.add_argument("--out", type=Path, default=Path("runs/wgan/results"),
                          help="output folder (default: runs/wgan/results; the committed tables "
                          "are regenerated with --out results/wgan)")
     results.add_argument("--mnist-steps", type=int, help="MNIST generator iterations per run")
     results.add_argument("--toy-steps", type=int, help="toy generator iterations per run")
     results.add_argument("--parts", nargs="+", choices=("toy", "mnist"), default=["toy", "mnist"])
-    results.add_argument("--mnist-config", type=Path,
-                         help="one config for every method (default: configs/wgan/mnist.yaml "
-                         "for gp, mnist_sn.yaml for sn, mnist_clip.yaml for clip)")
+    results.add_argument("--mnist-config", metavar="NAME|FILE",
+                         help="one config for every method, a built-in name or a YAML file "
+                         "(default: mnist for gp, mnist_sn for sn, mnist_clip for clip)")
     results.add_argument("--methods", nargs="+", choices=("clip", "gp", "sn"),
                          default=["gp", "sn"], help="MNIST methods (default gp sn)")
     results.add_argument("--seeds", nargs="+", type=int, default=[0],
@@ -176,10 +178,12 @@ def _inception_fid(trainer, args: argparse.Namespace) -> dict:
 
 def _results(args: argparse.Namespace) -> int:
     from wdist_apps.runtime import resolve_device
+    from wdist_apps.runtime.run import find_config
     from wdist_apps.wgan.results import regenerate
 
+    config = find_config("wgan", args.mnist_config) if args.mnist_config else None
     written = regenerate(args.out, resolve_device(args.device), args.mnist_steps, args.toy_steps,
-                         tuple(args.parts), args.mnist_config, tuple(args.methods),
+                         tuple(args.parts), config, tuple(args.methods),
                          tuple(args.seeds))
     for path in written:
         print(path)

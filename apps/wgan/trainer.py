@@ -48,8 +48,8 @@ LOG_COLUMNS = ("step", "critic_loss", "w1_estimate", "gp", "grad_norm", "generat
 N_GRID = 64
 DIGIT_SHAPES = ((1, 28, 28), (1, 32, 32))  # scored by the shipped digit classifier by default
 # what sample/eval read from a checkpoint (load_state_dict's keys and the data shape)
-CHECKPOINT_KEYS = ("config", "step", "generator", "critic", "g_optimizer", "ema", "rng",
-                   "data_rng", "shape")
+CHECKPOINT_KEYS = ("config", "step", "generator", "critic", "g_optimizer", "ema", "data_rng",
+                   "shape")
 
 
 def _scalars(metrics: dict) -> dict:
@@ -246,7 +246,7 @@ class Trainer:
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        set_rng_state(state["rng"])
+        set_rng_state(state.get("rng", state))
         self.data_rng.set_state(state["data_rng"].cpu())
 
     @property

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Word Mover's Distance between documents, k-NN search and classification",
         description="Word Mover's Distance (Kusner et al., ICML 2015) on the wdist core.",
     )
-    sub = parser.add_subparsers(dest="wmd_command", metavar="SUBCOMMAND", required=True)
+    sub = parser.add_subparsers(dest="wmd_command", metavar="{distance,knn,classify}",
+                                required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--embeddings", required=True, metavar="FILE", help=EMBEDDINGS_HELP)
