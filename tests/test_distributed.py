@@ -1,8 +1,9 @@
 """The sharded soft-min and Sinkhorn on 2 gloo processes, float64, against one process.
 
-One spawn (about 20 s here) runs every case; each rank builds the full clouds from a seed,
-keeps its shard, and checks its own part of the result against the single-process reference
-(``torch.logsumexp`` on the full cost matrix; ``wdist.sinkhorn`` on the concatenated clouds)."""
+One spawn runs every case (about 35 s on this shared 2-core box); each rank builds the full
+clouds from a seed, keeps its shard, and checks its own part of the result against the
+single-process reference (``torch.logsumexp`` on the full cost matrix; ``wdist.sinkhorn`` on the
+concatenated clouds)."""
 
 from __future__ import annotations
 
