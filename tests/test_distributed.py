@@ -118,6 +118,8 @@ def _sinkhorn_cases(rank: int) -> None:
         sinkhorn(x[:3], y, a=torch.full((3,), -1.0 if rank else 1.0, dtype=torch.float64))
     with pytest.raises(ValueError, match="same options"):
         sinkhorn(x, y, blur=0.1 + rank)
+    with pytest.raises(ValueError, match="same grad"):  # the backward is collective too
+        sinkhorn(x[:3].clone().requires_grad_(rank == 0), y)
 
 
 def _worker(rank: int, port: int) -> None:
