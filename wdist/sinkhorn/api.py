@@ -17,6 +17,7 @@ from wdist._checks import (
     check_same_dim,
     check_weights,
     point_spread,
+    validation_enabled,
 )
 from wdist.sinkhorn.problem import Problem, Settings, cost_problems, point_problems
 from wdist.sinkhorn.result import SinkhornResult
@@ -53,8 +54,11 @@ def _points_problems(
     max_iter = _check_common(scaling, tol, max_iter, debias)
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be 'auto', 'dense' or 'online', got {backend!r}")
-    x = as_tensor(x, "x")
-    y = as_tensor(y, "y", like=x)
+    # finite inputs: checked below with the points' spread, in one host sync
+    x = as_tensor(x, "x", check_finite=False)
+    y = as_tensor(y, "y", like=x, check_finite=False)
+    validate = validation_enabled()
+    finite = [(n, torch.isfinite(t).all()) for n, t in (("x", x), ("y", y))] if validate else []
     batched = x.dim() == 3
     x = check_points(x, "x", batched=True)
     y = check_points(y, "y", batched=True)
@@ -82,14 +86,18 @@ def _points_problems(
     wa, wb = (a / a.sum(-1, keepdim=True), b / b.sum(-1, keepdim=True)) if keep else (a, b)
     centre = 0.5 * ((wa.unsqueeze(-1) * x).sum(-2) + (wb.unsqueeze(-1) * y).sum(-2)).detach()
     x, y = x - centre.unsqueeze(-2), y - centre.unsqueeze(-2)
-    spread = point_spread(x, y)
-    check_cost_range(spread, p, x.dtype)
+    problems = point_problems(x, y, a, b, p, debias)
+    backend = choose_backend(backend, problems, needs_grad, p)
+    spread = None  # a host sync: only for the value checks and the online schedule's start
+    if validate or (backend == "online" and diameter is None):
+        spread = point_spread(x, y, finite=finite)
+        if validate:
+            check_cost_range(spread, p, x.dtype)
     settings = Settings(
         p=p, blur=blur, scaling=scaling, rho=None if reach is None else reach**p, tol=tol,
         max_iter=max_iter, diameter=diameter, spread=spread,
     )
-    problems = point_problems(x, y, a, b, p, debias)
-    return problems, settings, choose_backend(backend, problems, needs_grad, p), batched, needs_grad
+    return problems, settings, backend, batched, needs_grad
 
 
 def _result(

@@ -177,7 +177,9 @@ def kernel_sinkhorn(
             lu, lv = lu_new, lv_new
         trace.n_iter += 1
         if check:
-            big, moved = torch.stack([lu.abs().max(), lv.abs().max()]).max().item(), moved.item()
+            # one host sync for the representability test and the stopping test together
+            big = torch.stack([lu.abs().max(), lv.abs().max()]).max()
+            big, moved = torch.stack([big, moved]).tolist()
             if not math.isfinite(big) or big > -0.9 * gibbs.floor:
                 return None
             if tol is not None:
