@@ -178,8 +178,8 @@ def kernel_sinkhorn(
         trace.n_iter += 1
         if check:
             # one host sync for the representability test and the stopping test together
-            big = torch.stack([lu.abs().max(), lv.abs().max()]).max()
-            big, moved = torch.stack([big, moved]).tolist()
+            *bigs, moved = torch.stack([lu.abs().max(), lv.abs().max(), moved]).tolist()
+            big = max(bigs) if all(map(math.isfinite, bigs)) else math.inf
             if not math.isfinite(big) or big > -0.9 * gibbs.floor:
                 return None
             if tol is not None:
