@@ -59,8 +59,9 @@ def test_sinkhorn_columns_and_their_table(capsys):
     assert "- apps: skipped" in md
 
 
-@pytest.mark.slow  # two dynamo traces, ~14 s here; the capture itself is a fast test in
-def test_fixed_work_column_captures_one_graph(capsys):  # test_core_sinkhorn_fixed.py
+# two dynamo traces (~14 s here); the capture alone is a fast test in test_core_sinkhorn_fixed
+@pytest.mark.slow
+def test_fixed_work_column_captures_one_graph(capsys):
     rows = _work("core", capsys, column="wdist fixed work (compiled)", sizes=[16], dims=[3])
     ref = _work("core", capsys, column="reference (float64)", sizes=[16], dims=[3])
     assert rows[0]["status"] == "ok", rows[0]["status"]
