@@ -111,8 +111,11 @@ def test_run_options_built_in_configs_and_the_run_folder(tmp_path):
     assert find_config("wdgrl", "moons50") == find_config("wdgrl", "moons50.yaml")
     assert find_config("wdgrl", "moons50").read_text().startswith(
         (ROOT / "configs" / "wdgrl" / "moons50.yaml").read_text()[:20])
-    with pytest.raises(FileNotFoundError, match=r"built-in wdgrl configs in .*moons50"):
-        find_config("wdgrl", "no/such.yaml")
+    assert find_config("wdgrl", "configs/wdgrl/moons50.yaml").resolve() == find_config(
+        "wdgrl", "moons50").resolve()
+    for missing in ("no/such.yaml", tmp_path / "moons50.yaml"):  # not the built-in of that name
+        with pytest.raises(FileNotFoundError, match=r"built-in wdgrl configs in .*moons50"):
+            find_config("wdgrl", missing)
     assert parse_duration("2") == 120 and parse_duration("1h") == 3600
     with pytest.raises(SystemExit):
         parser.parse_args(["--resume", "--overwrite"])
