@@ -269,7 +269,10 @@ def sinkhorn(
             normalised to 1 in the balanced case (``reach=None``), kept as given with ``reach``
             (unbalanced OT compares measures of unequal mass). Zeros are allowed (use them to
             mask padded points in a batch).
-        p: ground cost exponent (>= 1).  blur: length scale of the entropic blur (> 0).
+        p: ground cost exponent (>= 1).  blur: length scale of the entropic blur (> 0). Far
+            above the points' spread the soft-mins lose digits to round-off: float32 problems
+            with ``blur^p >= max C`` are solved in float64, and from ``blur^p >= 1e6 max C`` a
+            balanced value is its ε -> ∞ limit (plan ``a ⊗ b``; an unbalanced one warns).
         reach: unbalanced OT length scale (None: balanced).
         debias: return the Sinkhorn divergence :math:`S_\varepsilon` instead of
             :math:`\mathrm{OT}_\varepsilon`.

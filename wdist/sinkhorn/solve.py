@@ -121,9 +121,8 @@ def _solve_online(
     softmin: SoftminFactory | None,
 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[Softmin, Softmin | None]]]:
     """Log domain on soft-mins that never store ``n x m`` (points only)."""
-    # looked up at call time: tools may route the module's factory elsewhere
-    factory = softmin or online._online_softmin
     first = problems[0]
+    factory = softmin or online.softmin_factory(first.x)
     bsz, n, m = first.shape
     chunk = online.chunk_size(bsz, max(n, m), first.x.device)
     p, blur = settings.p, float(settings.blur)
