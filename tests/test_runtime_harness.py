@@ -282,7 +282,6 @@ def test_wdgrl_method_whose_extra_fails_to_import_is_skipped_up_front(monkeypatc
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", broken)
-    cfg = load_config(WDGRLConfig, find_config("wdgrl", "moons50"))
-    assert "skada_dann" in cfg.methods
-    assert _available(cfg).methods == ["source_only", "wdgrl", "dann", "coral", "target_only"]
+    cfg = load_config(WDGRLConfig, None, {"methods": ["source_only", "skada_dann"]})
+    assert _available(cfg).methods == ["source_only"]
     assert "skipping skada_dann: it needs the bench extra" in capsys.readouterr().out
