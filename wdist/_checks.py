@@ -19,9 +19,8 @@ _VALIDATE = True
 
 
 class set_validation:  # noqa: N801 - a function to its callers, like torch.set_grad_enabled
-    """Turn the value checks (finite inputs, non-negative weights, costs within the dtype's
-    range; a device sync each on CUDA) on or off globally; as a context manager, only inside
-    the ``with`` block::
+    """Turn the value checks (finite inputs, non-negative weights, a device sync each on CUDA)
+    on or off globally; as a context manager, only inside the ``with`` block::
 
         wdist.set_validation(False)          # from here on
         with wdist.set_validation(False):    # in a hot loop whose inputs are valid by design
