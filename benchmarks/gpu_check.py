@@ -46,9 +46,9 @@ POT_STOP = 1e-3  # POT's stopThr is POT_STOP / sqrt(n), ours tol = POT_STOP (ben
 # default budget (450 s): they bound a column that hangs; the budget cuts the tail of the run.
 CORE_COLUMNS = {
     "wdist": 50, "wdist online (triton soft-min)": 40, "reference (float64)": 30,
-    "wdist fixed work (compiled)": 40,
     "flash-sinkhorn": 35, "flash-sinkhorn (multiscale)": 20, "GeomLoss (online, KeOps)": 80,
     "GeomLoss (tensorized)": 20, "POT torch": 20,
+    "wdist fixed work (compiled)": 60,  # one inductor compile per shape, smallest first
 }
 SIZES = {"full": [1000, 10_000, 100_000], "tiny": [40, 70]}
 BIG_N = {"full": 1_000_000, "tiny": 200}
@@ -182,6 +182,8 @@ def _fixed_work(x, y, blur: float):
         with wdist.set_validation(False):
             return step(x, y)
 
+    for _ in range(2):  # compile, then record the CUDA graph: the timer sees replays only
+        run()
     return run
 
 
@@ -209,6 +211,8 @@ def worker_core(spec: dict) -> None:
     name, device, deadline = spec["column"], spec["device"], spec["deadline"]
     prev: dict[int, tuple[int, float]] = {}
     for d in spec["dims"]:  # compile / autotune / KeOps build on a small problem first
+        if name == "wdist fixed work (compiled)":  # compiled afresh for every shape anyway
+            break
         try:
             small = min(256, spec["sizes"][0])
             sinkhorn_method(name, *clouds(small, d, device), spec.get("blur", BLUR[d]))[0]()
