@@ -46,14 +46,17 @@ def builtin_names(app: str) -> list[str]:
 
 
 def find_config(app: str, name: str | Path) -> Path:
-    """``name`` as a file if it is one, else the built-in config of that name (``moons50`` or
-    ``moons50.yaml``); a ``FileNotFoundError`` lists the built-in names and where they are."""
+    """``name`` as a file if it is one, else the built-in config of that name (``moons50``,
+    ``moons50.yaml`` or ``configs/wdgrl/moons50.yaml``, the path in a checkout); a
+    ``FileNotFoundError`` lists the built-in names and where they are."""
     path = Path(name)
     if path.is_file():
         return path
     names = builtin_names(app)
     stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
-    if stem in names:
+    # a bare name, or the repository's own path (configs/<app>/<name>.yaml) from another folder
+    shipped = path.parent in (Path("."), Path("configs") / app)
+    if stem in names and shipped:
         return builtin_configs(app) / f"{stem}.yaml"
     where = f" in {builtin_configs(app)}" if names else ""
     raise FileNotFoundError(f"config file not found: {name}; the built-in {app} configs"

@@ -68,6 +68,7 @@ def log_sinkhorn(
     start: tuple[torch.Tensor, torch.Tensor] | None = None,
     extrapolate: bool = False,
     trace: Trace | None = None,
+    max_move: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] = max_move,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Log-domain Sinkhorn on one problem :math:`\mathrm{OT}_\varepsilon(a, b)`.
 
@@ -79,6 +80,8 @@ def log_sinkhorn(
     ``damping(eps)`` is the unbalanced factor :math:`1 / (1 + \varepsilon / \rho)` (1 when
     balanced). ``start``: potentials ``(f, g)`` to continue from; otherwise one soft-min at
     ``eps_list[0]``. ``extrapolate`` adds a last symmetric step from both old potentials.
+    ``max_move(new, old, w)``: the stopping test's largest move (``wdist.distributed`` takes it
+    over every rank, so that all the ranks stop together).
     """
     trace = Trace() if trace is None else trace
     sym = softmin_yx is None

@@ -17,6 +17,8 @@ e^{-g/\rho}\rangle`). The debiased divergence of Séjourné et al. (2019),
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 
@@ -67,27 +69,31 @@ def dual_value(
     potentials: list[tuple[torch.Tensor, torch.Tensor]],
     eps: float,
     rho: float | None,
+    *,
+    dot: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = _dot,
 ) -> torch.Tensor:
     """``[B]`` values from ``[(f_ba, g_ab)]`` (OT_eps) or, debiased, ``[(f_ba, g_ab), (f_aa, _),
     (g_bb, _)]`` (the divergence, clamped at 0: only round-off of a converged solve dips below).
+    ``dot(w, v)``: the sum over the points of ``w * v`` (``wdist.distributed`` sums over the
+    ranks too).
     """
     (f_ba, g_ab), *sym = potentials
     debias = bool(sym)
     if rho is None:
-        cost = _dot(a, f_ba) + _dot(b, g_ab)
+        cost = dot(a, f_ba) + dot(b, g_ab)
         if debias:
-            cost = cost - _dot(a, sym[0][0]) - _dot(b, sym[1][0])
+            cost = cost - dot(a, sym[0][0]) - dot(b, sym[1][0])
     elif debias:
         f_aa, g_bb = sym[0][0], sym[1][0]
         cost = _UnbalancedWeight.apply(
-            _dot(a, torch.exp(-f_aa / rho) - torch.exp(-f_ba / rho))
-            + _dot(b, torch.exp(-g_bb / rho) - torch.exp(-g_ab / rho)),
+            dot(a, torch.exp(-f_aa / rho) - torch.exp(-f_ba / rho))
+            + dot(b, torch.exp(-g_bb / rho) - torch.exp(-g_ab / rho)),
             rho, eps,
         )
     else:
         cost = _UnbalancedWeight.apply(
-            _dot(a, 1 - torch.exp(-f_ba / rho)) + _dot(b, 1 - torch.exp(-g_ab / rho)), rho, eps
-        ) + _MassTerm.apply(a.sum(-1), b.sum(-1), eps)
+            dot(a, 1 - torch.exp(-f_ba / rho)) + dot(b, 1 - torch.exp(-g_ab / rho)), rho, eps
+        ) + _MassTerm.apply(dot(a, torch.ones_like(a)), dot(b, torch.ones_like(b)), eps)
     return cost.clamp_min(0) if debias else cost
 
 
