@@ -25,6 +25,9 @@ def test_one_process_is_the_identity(monkeypatch):
     assert distributed.gather("x") == "x" and distributed.own({"per_rank": ["a", "b"]}) == "a"
     assert distributed.any_rank(True) and not distributed.any_rank(False)
     assert distributed.is_main() and distributed.on_main(lambda a: a + 1, 1) == 2
+    opt = torch.optim.SGD(module.parameters())
+    t = torch.arange(5)
+    assert distributed.sync_grads(opt) is opt and distributed.split(t) is t
 
 
 def test_rank_helpers_read_torchrun_env(monkeypatch):
@@ -82,6 +85,16 @@ def _worker(rank: int, port: int, out) -> None:
     resumed = Trainer(_cfg(out / "resumed"))
     resumed.fit(resume=True)
     found["resumed"] = _params(resumed.generator), _params(resumed.critic.module)
+    # 4. WDGRL: each rank its part of the same global batches, every update averaged
+    from wdist_apps.wdgrl.estimator import WDGRLClassifier
+
+    g = torch.Generator().manual_seed(2)
+    xs, xt = torch.randn(40, 3, generator=g), torch.randn(40, 3, generator=g) + 0.5
+    clf = WDGRLClassifier(hidden=(8,), critic_hidden=(8,), n_critic=2, batch_size=8, epochs=2,
+                          device="cpu").fit(xs.numpy(), (xs[:, 0] > 0).numpy(), xt.numpy(),
+                                            checkpoint=out / "wdgrl.pt")
+    found["wdgrl"] = (_params(clf.extractor_), _params(clf.head_),
+                      _params(clf.aligner_.critic.module))
     torch.save(found, out / f"rank{rank}.pt")
 
 
@@ -114,7 +127,8 @@ def test_wgan_on_two_gloo_ranks(tmp_path):
     """WGAN-GP under DDP on 2 gloo processes: one critic update's gradients equal one process's
     on the doubled batch (float64); after 4 steps the ranks' weights are identical (their data
     were not); a run resumed after 2 steps ends with the uninterrupted run's weights; rank 0
-    alone wrote the run folder, and a one-process run reads its checkpoint."""
+    alone wrote the run folder, and a one-process run reads its checkpoint. WDGRL's fit on 2
+    ranks ends with the same weights on both."""
     mp.spawn(_worker, args=(_free_port(), tmp_path), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     first = ranks[0]
@@ -126,7 +140,7 @@ def test_wgan_on_two_gloo_ranks(tmp_path):
     half = _reference_gp_grads(first["critic0"], first["real"], first["fake"], ranks=[0])
     assert max((a - b).abs().max() for a, b in zip(half, want, strict=True)) > 1e-3
     assert all(a != b for a, b in zip(ranks[0]["seeds"], ranks[1]["seeds"], strict=True))
-    for key in ("whole", "resumed"):
+    for key in ("whole", "resumed", "wdgrl"):
         for a, b in zip(ranks[0][key], ranks[1][key], strict=True):
             assert torch.equal(a, b), key
     for a, b, init in zip(first["resumed"], first["whole"], (None, _params(first["critic0"]))):
@@ -136,6 +150,7 @@ def test_wgan_on_two_gloo_ranks(tmp_path):
     assert len(state["rng"]["per_rank"]) == WORLD and len(state["data_rng"]["per_rank"]) == WORLD
     log = (tmp_path / "whole" / "log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log] == ["step", "0", "2", "4"]
+    assert load_checkpoint(tmp_path / "wdgrl.pt")["epoch"] == 2
     single = Trainer(_cfg(tmp_path / "single"))
     single.load_state_dict(state)
     assert single.step == 4

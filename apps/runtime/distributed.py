@@ -150,6 +150,40 @@ def wrap(module: torch.nn.Module, device: torch.device | None = None) -> torch.n
     return DistributedDataParallel(module, device_ids=ids)
 
 
+def sync_grads(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Average the gradients of ``optimizer``'s parameters over the ranks before each of its
+    steps (a step pre-hook: one flat ``all_reduce`` per step, CleanRL's multi-GPU pattern),
+    when distributed; ``optimizer`` unchanged in one process. Unlike DDP it needs no wrapper
+    and all-reduces whatever made the gradients (a penalty built with ``torch.autograd.grad``
+    alone included); every rank must step with gradients for the same parameters."""
+    if not is_distributed():
+        return optimizer
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    init()
+
+    def average(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        grads = [p.grad for group in opt.param_groups for p in group["params"]
+                 if p.grad is not None]
+        if not grads:
+            return
+        flat = _flatten_dense_tensors(grads)
+        dist.all_reduce(flat)
+        flat /= world_size()
+        for g, avg in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+            g.copy_(avg)
+
+    optimizer.register_step_pre_hook(average)
+    return optimizer
+
+
+def split(t: torch.Tensor) -> torch.Tensor:
+    """This rank's contiguous part of ``t``'s rows (``t`` itself in one process): a global batch
+    of indices split over the ranks (parts differ by at most one row)."""
+    return t.tensor_split(world_size())[rank()] if is_distributed() else t
+
+
 def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DDP wrapper (``module`` itself when it is not one)."""
     from torch.nn.parallel import DistributedDataParallel
