@@ -95,6 +95,18 @@ def _worker(rank: int, port: int, out) -> None:
                                             checkpoint=out / "wdgrl.pt")
     found["wdgrl"] = (_params(clf.extractor_), _params(clf.head_),
                       _params(clf.aligner_.critic.module))
+    # 5. QR-DQN: each rank its own envs, exploration and replay, every update averaged
+    from wdist_apps.qrdqn.agent import train
+    from wdist_apps.qrdqn.config import QRDQNConfig
+    from wdist_apps.runtime import load_config
+    from wdist_apps.runtime.run import find_config
+
+    cfg = load_config(QRDQNConfig, find_config("qrdqn", "cartpole"), {
+        "total_frames": 480, "learning_starts": 160, "log_every_steps": 160,
+        "checkpoint_every_frames": 320, "mlp_hidden": [16, 16]})
+    result = train(cfg, out / "qrdqn", torch.device("cpu"))
+    found["qrdqn"] = (_params(result["net"]),)
+    found["qrdqn_updates"] = result["updates"]
     torch.save(found, out / f"rank{rank}.pt")
 
 
@@ -128,7 +140,8 @@ def test_wgan_on_two_gloo_ranks(tmp_path):
     on the doubled batch (float64); after 4 steps the ranks' weights are identical (their data
     were not); a run resumed after 2 steps ends with the uninterrupted run's weights; rank 0
     alone wrote the run folder, and a one-process run reads its checkpoint. WDGRL's fit on 2
-    ranks ends with the same weights on both."""
+    ranks ends with the same weights on both, and so does a QR-DQN run (each rank its own
+    CartPole envs and replay)."""
     mp.spawn(_worker, args=(_free_port(), tmp_path), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     first = ranks[0]
@@ -140,7 +153,8 @@ def test_wgan_on_two_gloo_ranks(tmp_path):
     half = _reference_gp_grads(first["critic0"], first["real"], first["fake"], ranks=[0])
     assert max((a - b).abs().max() for a, b in zip(half, want, strict=True)) > 1e-3
     assert all(a != b for a, b in zip(ranks[0]["seeds"], ranks[1]["seeds"], strict=True))
-    for key in ("whole", "resumed", "wdgrl"):
+    assert ranks[0]["qrdqn_updates"] == ranks[1]["qrdqn_updates"] > 0
+    for key in ("whole", "resumed", "wdgrl", "qrdqn"):
         for a, b in zip(ranks[0][key], ranks[1][key], strict=True):
             assert torch.equal(a, b), key
     for a, b, init in zip(first["resumed"], first["whole"], (None, _params(first["critic0"]))):
@@ -151,6 +165,8 @@ def test_wgan_on_two_gloo_ranks(tmp_path):
     log = (tmp_path / "whole" / "log.csv").read_text().splitlines()
     assert [line.split(",")[0] for line in log] == ["step", "0", "2", "4"]
     assert load_checkpoint(tmp_path / "wdgrl.pt")["epoch"] == 2
+    qrdqn = load_checkpoint(tmp_path / "qrdqn" / "checkpoint.pt")
+    assert len(qrdqn["sample_gen"]["per_rank"]) == WORLD and qrdqn["replay"] is None
     single = Trainer(_cfg(tmp_path / "single"))
     single.load_state_dict(state)
     assert single.step == 4

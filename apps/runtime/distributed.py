@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -156,26 +156,30 @@ def sync_grads(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     when distributed; ``optimizer`` unchanged in one process. Unlike DDP it needs no wrapper
     and all-reduces whatever made the gradients (a penalty built with ``torch.autograd.grad``
     alone included); every rank must step with gradients for the same parameters."""
+    if is_distributed():
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: average_grads(
+            p for group in opt.param_groups for p in group["params"]))
+    return optimizer
+
+
+def average_grads(params: Iterable[torch.nn.Parameter]) -> None:
+    """Average the ``.grad`` of ``params`` over the ranks in place (one flat ``all_reduce``;
+    parameters without a gradient are skipped); a no-op in one process. Call it between
+    ``backward`` and gradient clipping, so that every rank clips the same averaged gradient."""
     if not is_distributed():
-        return optimizer
+        return
     import torch.distributed as dist
     from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
     init()
-
-    def average(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        grads = [p.grad for group in opt.param_groups for p in group["params"]
-                 if p.grad is not None]
-        if not grads:
-            return
-        flat = _flatten_dense_tensors(grads)
-        dist.all_reduce(flat)
-        flat /= world_size()
-        for g, avg in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
-            g.copy_(avg)
-
-    optimizer.register_step_pre_hook(average)
-    return optimizer
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = _flatten_dense_tensors(grads)
+    dist.all_reduce(flat)
+    flat /= world_size()
+    for g, avg in zip(grads, _unflatten_dense_tensors(flat, grads), strict=True):
+        g.copy_(avg)
 
 
 def split(t: torch.Tensor) -> torch.Tensor:
