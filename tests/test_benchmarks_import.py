@@ -19,7 +19,8 @@ out = sys.argv[1]
 for script in sys.argv[2:]:
     pid = os.fork()
     if pid == 0:
-        fd = os.open(os.path.join(out, os.path.basename(script) + ".txt"), os.O_WRONLY | os.O_CREAT)
+        name = os.path.join(out, os.path.basename(script))
+        fd = os.open(name + ".txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         sys.argv, sys.path[0], code = [script, "--help"], os.path.dirname(script), 0
