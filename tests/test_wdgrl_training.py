@@ -107,7 +107,9 @@ def test_cli_on_user_feature_files(tmp_path, monkeypatch):
     np.savez(tmp_path / "src.npz", X=Xs, y=ys)
     lines = ["a,b,c,d,e,label"] + [",".join(map(str, r)) + f",{int(r[0] > 0.5)}" for r in Xt]
     (tmp_path / "tgt.csv").write_text("\n".join(lines))
-    config = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "files.yaml"
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "files.yaml"
+    config = tmp_path / "files.yaml"  # the shipped config, its W1 check cut to the plumbing
+    config.write_text(shipped.read_text() + "w1_check_samples: 100\nw1_refit_steps: 30\n")
     monkeypatch.chdir(tmp_path)
     assert main(["wdgrl", "run", "--config", str(config), "--source",
                  str(tmp_path / "src.npz"), "--target", str(tmp_path / "tgt.csv"), "--epochs",

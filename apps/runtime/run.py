@@ -134,8 +134,14 @@ def open_run_dir(out: str | Path, *, resume: bool, overwrite: bool,
                  owned: tuple[str, ...] = ()) -> Path:
     """Create the run folder ``out``, refusing one that already holds files unless ``resume`` or
     ``overwrite``; ``owned``: when given, only these names (globs) count as a previous run's
-    (a folder shared by several runs, e.g. one per task)."""
-    out = Path(out)
+    (a folder shared by several runs, e.g. one per task). Under torchrun rank 0 checks and
+    creates it, and every rank gets its answer (so that no rank sees rank 0's first files)."""
+    from wdist_apps.runtime.distributed import on_main
+
+    return on_main(_open_run_dir, Path(out), resume, overwrite, owned)
+
+
+def _open_run_dir(out: Path, resume: bool, overwrite: bool, owned: tuple[str, ...]) -> Path:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is an existing file; a run writes a folder there")
     if resume and overwrite:
@@ -153,8 +159,14 @@ def open_run_dir(out: str | Path, *, resume: bool, overwrite: bool,
 
 
 def snapshot_config(run_dir: str | Path, cfg: Any, name: str = "config.yaml") -> Path:
-    """Write the dataclass ``cfg`` as ``run_dir/config.yaml`` (atomically), beside the run."""
+    """Write the dataclass ``cfg`` as ``run_dir/config.yaml`` (atomically), beside the run
+    (under torchrun: on rank 0)."""
     import dataclasses
+
+    from wdist_apps.runtime.distributed import is_main
+
+    if not is_main():
+        return Path(run_dir) / name
 
     import yaml
 

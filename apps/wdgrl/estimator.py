@@ -33,8 +33,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from torch import nn
 
+from wdist import WassersteinCritic
 from wdist_apps.runtime import (
     CSVLogger,
+    distributed,
     load_checkpoint,
     progress,
     resolve_device,
@@ -182,6 +184,12 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             [{"params": decay, "weight_decay": self.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}], lr=self.lr,
         )
+        # under torchrun: the same global batches on every rank (``gen``), each rank its part,
+        # every update's gradients averaged over the ranks, the penalty's draws per rank
+        distributed.sync_grads(opt)
+        if isinstance(getattr(self.aligner_, "critic", None), WassersteinCritic):
+            distributed.sync_grads(self.aligner_.critic.optimizer)
+        distributed.seed_rank_streams(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         self.history_: list[dict[str, float]] = []
         best: dict[str, Any] = {"loss": math.inf, "epoch": -1, "state": None, "bad": 0}
@@ -205,6 +213,9 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
                 logger.log(row)
 
         steps = math.ceil(len(xs) / self.batch_size)
+        if distributed.is_distributed():  # no rank may get an empty part of a last, short batch
+            distributed.shard(self.batch_size)  # equal parts: a ValueError otherwise
+            steps = max(1, len(xs) // self.batch_size)
         quiet = {} if self.verbose else {"disable": True}
         bar = progress(range(start, self.epochs), total=self.epochs, initial=start,
                        desc=self.method, **quiet)
@@ -252,6 +263,7 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         for i in range(steps):
             bi = src[i * bs : (i + 1) * bs].to(xs.device)
             ti = tgt[i * bs : i * bs + len(bi)].to(xs.device)
+            bi, ti = distributed.split(bi), distributed.split(ti)
             h = self.extractor_(torch.cat([xs[bi], xt[ti]]))
             h_s, h_t = h[: len(bi)], h[len(bi) :]
             logs = self.aligner_.before_step(h_s, h_t)
