@@ -8,8 +8,9 @@ versions, command) after every column, so a run cut short keeps what it finished
 0. the fused Triton soft-min on this device: values and gradients against the float64 eager
    soft-min, and one forward + backward pass next to the current online soft-min;
 1. Sinkhorn (p = 2, ``OT_eps``, ``debias=False``, float32) at n = 1e3, 1e4, 1e5, d = 3 and 64:
-   ours, ours with the Triton soft-min (online), flash-sinkhorn (and its multiscale backend in
-   3-D), GeomLoss tensorized and KeOps, POT torch; value error against a float64 reference;
+   ours, ours with the Triton soft-min (online), ours on the fixed-work path compiled into a
+   CUDA graph (n <= 1e4), flash-sinkhorn (and its multiscale backend in 3-D), GeomLoss
+   tensorized and KeOps, POT torch; value error against a float64 reference;
    then one debiased solve at n = m = 1e6 in 3-D (blur 0.05);
 2. 1-D and ``emd`` rows (``benchmarks/core.py``'s ``bench_1d`` and ``bench_emd``); WMD batched
    Sinkhorn pairs/s;
@@ -47,12 +48,15 @@ CORE_COLUMNS = {
     "wdist": 50, "wdist online (triton soft-min)": 40, "reference (float64)": 30,
     "flash-sinkhorn": 35, "flash-sinkhorn (multiscale)": 20, "GeomLoss (online, KeOps)": 80,
     "GeomLoss (tensorized)": 20, "POT torch": 20,
+    "wdist fixed work (compiled)": 60,  # one inductor compile per shape, smallest first
 }
 SIZES = {"full": [1000, 10_000, 100_000], "tiny": [40, 70]}
 BIG_N = {"full": 1_000_000, "tiny": 200}
 # --tiny on the CPU runs the Triton kernels in the interpreter (numpy, ~20 ms a launch): there
 # the Triton rows solve one tile (n = 16) at blur 0.5 (a short epsilon schedule).
 INTERPRETED = {"sizes": [16], "dims": [3], "blur": 0.5}
+# --tiny on the CPU: the fixed-work column traces one shape (each trace takes seconds here)
+FIXED_TINY = {"sizes": [40], "dims": [3]}
 
 
 # ---------------------------------------------------------------- shared by the workers
@@ -127,6 +131,8 @@ def sinkhorn_method(name: str, x, y, blur: float):
         _patch_triton_softmin()
         return (lambda: wdist.sinkhorn(x, y, p=2, blur=blur, debias=False, tol=POT_STOP,
                                        backend="online")), "dual"
+    if name == "wdist fixed work (compiled)":
+        return _fixed_work(x, y, blur), "dual"
     if name == "reference (float64)":
         x64, y64 = x.double(), y.double()
         return (lambda: wdist.sinkhorn(x64, y64, p=2, blur=blur, debias=False, scaling=0.95,
@@ -154,8 +160,37 @@ def sinkhorn_method(name: str, x, y, blur: float):
     raise ValueError(f"unknown column {name!r}")
 
 
+def _fixed_work(x, y, blur: float):
+    """``sinkhorn(tol=None, diameter=...)`` under ``set_validation(False)``: no host sync, so
+    ``torch.compile(fullgraph=True, mode="reduce-overhead")`` replays it as one CUDA graph per
+    shape. On the CPU only the graph capture (``backend="eager"``): inductor's C++ build takes
+    minutes there. ``diameter``: the points' bounding box, a bound a training loop knows."""
+    import torch
+
+    import wdist
+    from wdist._checks import point_spread
+
+    diameter = point_spread(x, y)
+    torch._dynamo.reset()  # a fresh trace per shape and blur: else dynamo makes floats symbolic
+    opts = {"mode": "reduce-overhead"} if x.device.type == "cuda" else {"backend": "eager"}
+    step = torch.compile(
+        lambda x, y: wdist.sinkhorn(x, y, p=2, blur=blur, debias=False, tol=None,
+                                    diameter=diameter),
+        fullgraph=True, **opts)
+
+    def run():
+        with wdist.set_validation(False):
+            return step(x, y)
+
+    for _ in range(2):  # compile, then record the CUDA graph: the timer sees replays only
+        run()
+    return run
+
+
 def not_run(name: str, n: int, d: int, device: str) -> str | None:
     """Why a column skips a size (None: it runs)."""
+    if name == "wdist fixed work (compiled)" and n > 10_000:
+        return "the fixed-work path is for launch-bound small n"
     dense_gb = 4 * n * n / 2**30
     if name in ("GeomLoss (tensorized)", "POT torch") and dense_gb > 8:
         return f"does not fit: dense {n:,}^2 costs ({dense_gb:.0f} GB per matrix)"
@@ -176,6 +211,8 @@ def worker_core(spec: dict) -> None:
     name, device, deadline = spec["column"], spec["device"], spec["deadline"]
     prev: dict[int, tuple[int, float]] = {}
     for d in spec["dims"]:  # compile / autotune / KeOps build on a small problem first
+        if name == "wdist fixed work (compiled)":  # compiled afresh for every shape anyway
+            break
         try:
             small = min(256, spec["sizes"][0])
             sinkhorn_method(name, *clouds(small, d, device), spec.get("blur", BLUR[d]))[0]()
@@ -528,6 +565,8 @@ class Check:
             spec = {"column": column, "sizes": sizes, "dims": dims}
             if interpreted and "triton" in column:
                 spec.update(INTERPRETED)
+            elif interpreted and column == "wdist fixed work (compiled)":
+                spec.update(FIXED_TINY)
             self.run("sinkhorn", "core", spec, max(cap * self.scale, 20 if self.tiny else 0),
                      column)
         self.run("linear_reference", "linear_reference", {"sizes": sizes, "dims": dims},
@@ -626,7 +665,10 @@ def report(payload: dict) -> str:
             out.append(f"| {r.get('status')} | | | | | | | |")
     out += ["", "## 1. Sinkhorn, p = 2, OT_eps (`debias=False`), float32", "",
             "`wdist`: `sinkhorn(tol=1e-3)`, backend auto; `wdist online (triton soft-min)`: "
-            "`backend=\"online\"` with the fused kernel. ours / this: `wdist` time over this "
+            "`backend=\"online\"` with the fused kernel; `wdist fixed work (compiled)`: "
+            "`sinkhorn(tol=None, diameter=...)`, no host sync, `torch.compile(fullgraph=True, "
+            "mode=\"reduce-overhead\")` (a CUDA graph; on the CPU the capture only). "
+            "ours / this: `wdist` time over this "
             "row's (> 1: the peer is slower). rel. err against the float64 reference "
             "(`OT_eps`; POT: `<P*, C>` of the converged plan).", ""]
     out += sinkhorn_table(payload)

@@ -59,6 +59,16 @@ def test_sinkhorn_columns_and_their_table(capsys):
     assert "- apps: skipped" in md
 
 
+# two dynamo traces (~14 s here); the capture alone is a fast test in test_core_sinkhorn_fixed
+@pytest.mark.slow
+def test_fixed_work_column_captures_one_graph(capsys):
+    rows = _work("core", capsys, column="wdist fixed work (compiled)", sizes=[16], dims=[3])
+    ref = _work("core", capsys, column="reference (float64)", sizes=[16], dims=[3])
+    assert rows[0]["status"] == "ok", rows[0]["status"]
+    # GeomLoss's schedule (scaling 0.9, no stopping test): close to the converged value
+    assert abs(rows[0]["value"] - ref[0]["value"]) < 0.03 * ref[0]["value"]
+
+
 def test_one_d_emd_and_wmd_rows(capsys):
     payload = {**PAYLOAD, "small": _work("small", capsys), "wmd": _work("wmd", capsys)}
     assert all(r["status"] == "ok" for r in payload["small"] + payload["wmd"])

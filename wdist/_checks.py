@@ -227,12 +227,24 @@ def check_cost_range(
         )
 
 
-def point_spread(*clouds: torch.Tensor) -> float:
-    """Diagonal of the bounding box of all the points (an upper bound on their distances)."""
+def point_spread(
+    *clouds: torch.Tensor, finite: Sequence[tuple[str, torch.Tensor]] = ()
+) -> float:
+    """Diagonal of the bounding box of all the points (an upper bound on their distances).
+    ``finite``: ``(name, flag)`` pairs of 0-dim tensors (``torch.isfinite(x).all()``, taken
+    before any arithmetic on ``x``), read in the same host sync: a False flag is a ValueError
+    naming the input."""
     with torch.no_grad():  # per-cloud min / max: no copy of the points
         lo, hi = zip(*(torch.aminmax(c.reshape(-1, c.shape[-1]), dim=0) for c in clouds))
         low, high = torch.stack(lo).amin(0), torch.stack(hi).amax(0)
-        return float((high.double() - low.double()).norm())
+        spread = (high.double() - low.double()).norm()
+        if not finite:
+            return float(spread)
+        spread, *flags = torch.stack([spread] + [f.double() for _, f in finite]).tolist()
+    for (name, _), ok in zip(finite, flags):
+        if not ok:
+            raise ValueError(f"{name} contains NaN or inf")
+    return spread
 
 
 def check_positive(value: Any, name: str, allow_none: bool = False) -> Any:

@@ -177,7 +177,9 @@ def kernel_sinkhorn(
             lu, lv = lu_new, lv_new
         trace.n_iter += 1
         if check:
-            big, moved = torch.stack([lu.abs().max(), lv.abs().max()]).max().item(), moved.item()
+            # one host sync for the representability test and the stopping test together
+            *bigs, moved = torch.stack([lu.abs().max(), lv.abs().max(), moved]).tolist()
+            big = max(bigs) if all(map(math.isfinite, bigs)) else math.inf
             if not math.isfinite(big) or big > -0.9 * gibbs.floor:
                 return None
             if tol is not None:

@@ -122,8 +122,7 @@ def log_sinkhorn(
                 trace.converged = True
                 break
     else:
-        if tol is not None and max_iter > 0:
-            trace.moved = float(moved) / eps
+        if tol is not None and max_iter > 0:  # trace.moved: read at the last iteration
             trace.converged = False
             warn_not_converged(trace.moved, tol, max_iter)
     return extrapolate_step(softmin_xy, softmin_yx, a, b, f, g, eps, k) if extrapolate else (f, g)

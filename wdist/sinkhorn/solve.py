@@ -92,7 +92,15 @@ def _stored_softmins(pb: Problem) -> tuple[Softmin, Softmin]:
 def _solve_dense(
     problems: list[Problem], settings: Settings, traces: list[Trace], extrapolate: bool
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Kernel form, one ``n x m`` buffer shared by the problems."""
+    """Kernel form, one ``n x m`` buffer shared by the problems; fixed work (see
+    :func:`fixed_work`) in the log domain on stored costs."""
+    if fixed_work(settings):
+        return [
+            _log_solve(pb, dense_softmin(c), None if pb.sym else dense_softmin(c.mT), settings,
+                       trace, extrapolate)
+            for pb, trace in zip(problems, traces)
+            for c in [pb.cost_matrix()]
+        ]
     first = problems[0]
     buf = first.a.new_empty(max(math.prod(pb.shape) for pb in problems))
     tol, p, blur = settings.tol, settings.p, float(settings.blur)
@@ -125,11 +133,7 @@ def _solve_online(
     factory = softmin or online.softmin_factory(first.x)
     bsz, n, m = first.shape
     chunk = online.chunk_size(bsz, max(n, m), first.x.device)
-    p, blur = settings.p, float(settings.blur)
-    eps_list = epsilon_schedule(
-        p, float(settings.diameter or settings.spread or blur), blur, float(settings.scaling)
-    )
-    max_iter = settings.max_iter if settings.tol is not None else 0
+    p = settings.p
     solved, softmins = [], []
     for pb, trace in zip(problems, traces):
         # Each soft-min differentiates through its first argument only (GeomLoss's
@@ -137,10 +141,27 @@ def _solve_online(
         sm_xy = factory(pb.x, pb.y.detach(), p, chunk)
         sm_yx = None if pb.sym else factory(pb.y, pb.x.detach(), p, chunk)
         softmins.append((sm_xy, sm_yx))
-        solved.append(
-            log_sinkhorn(
-                sm_xy, sm_yx, pb.a, pb.b, eps_list, settings.damping, settings.tol, max_iter,
-                extrapolate=extrapolate, trace=trace,
-            )
-        )
+        solved.append(_log_solve(pb, sm_xy, sm_yx, settings, trace, extrapolate))
     return solved, softmins
+
+
+def fixed_work(settings: Settings) -> bool:
+    """``tol=None`` with a given ``diameter``: the schedule and the iteration count are set by
+    the arguments alone, so both strategies run the log-domain loop with no host sync and no
+    branch on the data (capturable in a CUDA graph, ``torch.compile(fullgraph=True)``)."""
+    return settings.tol is None and settings.diameter is not None
+
+
+def _log_solve(
+    pb: Problem, sm_xy: Softmin, sm_yx: Softmin | None, settings: Settings, trace: Trace,
+    extrapolate: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The log-domain loop from ``diameter^p`` (else the points' spread) down to ``blur^p``."""
+    blur = float(settings.blur)
+    start = float(settings.diameter or settings.spread or blur)
+    eps_list = epsilon_schedule(settings.p, start, blur, float(settings.scaling))
+    max_iter = settings.max_iter if settings.tol is not None else 0
+    return log_sinkhorn(
+        sm_xy, sm_yx, pb.a, pb.b, eps_list, settings.damping, settings.tol, max_iter,
+        extrapolate=extrapolate, trace=trace,
+    )
