@@ -20,7 +20,7 @@ from wdist_apps.wdgrl.data import make_moons_task
 from wdist_apps.wdgrl.experiment import w1_check
 
 # The moons configs' setting (configs/wdgrl/moons50.yaml), shortened for CI.
-PARAMS = dict(hidden=(500,), critic_hidden=(100,), lr=1e-3, critic_lr=1e-3, epochs=12,
+PARAMS = dict(hidden=(500,), critic_hidden=(100,), lr=1e-3, critic_lr=1e-3, epochs=12, min_steps=0,
               device="cpu")
 
 
@@ -37,7 +37,7 @@ def test_wdgrl_beats_source_only_and_certified_critic_w1_is_close_below_emd():
     acc = {m: [] for m in ("source_only", "wdgrl")}
     for seed in (0, 1):
         for m in acc:
-            est = WDGRLClassifier(method=m, seed=seed, **PARAMS)
+            est = WDGRLClassifier(method=m, random_state=seed, **PARAMS)
             est.fit(task.Xs, task.ys, task.Xt)
             acc[m].append(est.score(task.Xt_test, task.yt_test))
             if m == "wdgrl":

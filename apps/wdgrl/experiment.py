@@ -79,7 +79,7 @@ class WDGRLConfig:
         est_keys = set(WDGRLClassifier().get_params()) & set(keys)
         kw = {k: getattr(self, k) for k in est_keys}
         kw["hidden"], kw["critic_hidden"] = tuple(self.hidden), tuple(self.critic_hidden)
-        return WDGRLClassifier(method=method, seed=seed, device=device, **kw)
+        return WDGRLClassifier(method=method, random_state=seed, device=device, **kw)
 
 
 def build_task(cfg: WDGRLConfig) -> DomainTask:
@@ -169,10 +169,11 @@ def w1_check(
     n_fresh = min(n, len(task.Xt) - n)  # fresh pairs: h_other and targets the refit never saw
     device = next(est.head_.parameters()).device
 
-    def feats(X: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(est.transform(X)).to(device)
+    def feats(X: np.ndarray, domain: str = "target") -> torch.Tensor:
+        return torch.from_numpy(est.transform(X, domain=domain)).to(device)
 
-    hs, h_other, ht = feats(task.Xs[src[:n]]), feats(task.Xs[src[n:2 * n]]), feats(task.Xt[tgt[:n]])
+    hs, h_other = feats(task.Xs[src[:n]], "source"), feats(task.Xs[src[n:2 * n]], "source")
+    ht = feats(task.Xt[tgt[:n]])
     critic = est.aligner_.critic
     with torch.no_grad():
         estimate = critic.estimate(hs, ht).item()
