@@ -1,7 +1,7 @@
 """WDGRL with defaults vs POT's classical OT domain adaptation on generated, unseen shifts.
 
     python benchmarks/wdgrl_shifts.py [--seeds report|tune] [--kinds ...] [--params JSON]
-                                      [--out results/wdgrl]
+                                      [--jobs 2] [--out results/wdgrl]
 
 Every task of :mod:`wdist_apps.wdgrl.shifts` (each kind × each seed) is solved by: a logistic
 regression on the source (``source_only``, the reference), POT's ``ot.da`` EMD / Sinkhorn /
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ MIN_EMD_GAIN = 0.2
 
 def run_task(kind: str, seed: int, params: dict) -> dict:
     """Accuracies of every column on one generated task, WDGRL's time and the criterion."""
+    torch.set_num_threads(1)
     t = make_shift_task(kind, seed)
     row = {"kind": kind, "seed": seed}
     for m in ("source_only", *OT_METHODS):
@@ -107,17 +109,17 @@ def main() -> int:
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     ap.add_argument("--params", default="{}", help="extra WDGRLClassifier parameters (JSON)")
     ap.add_argument("--out", help="folder for shifts.md / shifts.json (default: print only)")
+    ap.add_argument("--jobs", type=int, default=1, help="tasks run in parallel processes")
     args = ap.parse_args()
     torch.set_num_threads(1)
     params = json.loads(args.params)
     seeds = REPORT_SEEDS if args.seeds == "report" else TUNE_SEEDS
-    rows = []
-    for kind in args.kinds:
-        for seed in seeds:
-            rows.append(run_task(kind, seed, params))
-            r = rows[-1]
-            print(f"{kind} s{seed}: " + " ".join(f"{c} {r[c]:.3f}" for c in COLUMNS)
-                  + f" ({r['wdgrl_seconds']:.1f} s) {r['criterion']}", flush=True)
+    jobs = [(kind, seed, params) for kind in args.kinds for seed in seeds]
+    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+        rows = pool.starmap(run_task, jobs, chunksize=1)
+    for r in rows:
+        print(f"{r['kind']} s{r['seed']}: " + " ".join(f"{c} {r[c]:.3f}" for c in COLUMNS)
+              + f" ({r['wdgrl_seconds']:.1f} s) {r['criterion']}", flush=True)
     summary = summarise(rows)
     import sklearn
 

@@ -47,7 +47,7 @@ def test_sklearn_estimator_checks(estimator, check):
 
 def test_constructor_is_keyword_only():
     with pytest.raises(TypeError):
-        WDGRLClassifier("dann")  # noqa
+        WDGRLClassifier("dann")
     assert WDGRLClassifier(random_state=0).random_state == 0
 
 

@@ -57,7 +57,8 @@ def test_cli_run_writes_table_json_plots_and_resumes(tmp_path, capsys, monkeypat
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({
         "task": "moons", "angle": 30.0, "methods": ["source_only", "wdgrl", "target_only"],
-        "hidden": [32], "critic_hidden": [16], "lr": 1e-2, "epochs": 2, "seeds": 2,
+        "estimator": {"hidden": [32], "critic_hidden": [16], "lr": 1e-2, "epochs": 2,
+                      "min_steps": 0}, "seeds": 2,
         "w1_check_samples": 100, "w1_refit_steps": 30,  # the check's plumbing, not its accuracy
     }))
     out = tmp_path / "out"
@@ -89,8 +90,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_text("task: moons\nlearning_rate: 0.1\n")
     assert main(["wdgrl", "--config", str(bad)]) == 2
     assert "unknown config key(s) ['learning_rate']" in capsys.readouterr().err
-    assert main(["wdgrl", "bench", "--methods", "wdgrl", "--config", str(bad)]) == 2
-    assert "does not take --config, --methods" in capsys.readouterr().err
+    assert main(["wdgrl", "bench", "--config", str(bad)]) == 2
+    assert "does not take --config" in capsys.readouterr().err
+    bad.write_text("task: moons\nestimator: {hidden: [8], learning_rate: 0.1}\n")
+    assert main(["wdgrl", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown WDGRLClassifier parameter(s) ['learning_rate']" in err and "'wd_weight'" in err
     moons = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "moons10.yaml"
     assert main(["wdgrl", "--config", str(moons), "--out", str(tmp_path / "typo"),
                  "--resume"]) == 2  # nothing to resume: not a silent fresh start
@@ -107,7 +112,11 @@ def test_cli_on_user_feature_files(tmp_path, monkeypatch):
     np.savez(tmp_path / "src.npz", X=Xs, y=ys)
     lines = ["a,b,c,d,e,label"] + [",".join(map(str, r)) + f",{int(r[0] > 0.5)}" for r in Xt]
     (tmp_path / "tgt.csv").write_text("\n".join(lines))
-    config = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "files.yaml"
+    shipped = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "files.yaml"
+    data = yaml.safe_load(shipped.read_text())
+    data["estimator"] = {**data["estimator"], "min_steps": 0}  # 1 epoch of 2 steps, for CI
+    config = tmp_path / "files.yaml"
+    config.write_text(yaml.safe_dump(data))
     monkeypatch.chdir(tmp_path)
     assert main(["wdgrl", "--config", str(config), "--source",
                  str(tmp_path / "src.npz"), "--target", str(tmp_path / "tgt.csv"), "--epochs",
@@ -117,3 +126,19 @@ def test_cli_on_user_feature_files(tmp_path, monkeypatch):
     res = json.loads((tmp_path / "runs" / "wdgrl" / "tgt.json").read_text())["tasks"][0]
     assert res["summary"].startswith("tgt: source (60, 5), target adapt (20, 5)")
     assert 0 <= res["methods"]["wdgrl"]["mean"] <= 1
+
+
+def test_config_estimator_block_holds_each_default_once():
+    from wdist_apps.runtime import load_config
+    from wdist_apps.wdgrl.experiment import WDGRLConfig
+
+    est = WDGRLClassifier()
+    assert WDGRLConfig().params == {k: v for k, v in est.get_params().items()
+                                    if k not in ("method", "random_state", "device", "verbose")}
+    cfg = load_config(WDGRLConfig, Path(__file__).resolve().parents[1] / "configs" / "wdgrl"
+                      / "digits_mnist.yaml")
+    made = cfg.make_estimator("dann", 2, "cpu")
+    assert made.hidden == (500, 100) and made.wd_weight == 0.1 and made.random_state == 2
+    assert made.batch_size == est.batch_size  # not in the file: the estimator's default
+    cfg.set(epochs=3, lr="1e-4")  # YAML reads 1e-4 as a string: coerced like the file
+    assert cfg.params["epochs"] == 3 and cfg.params["lr"] == 1e-4

@@ -2,7 +2,8 @@
 
     wdist wdgrl --config configs/wdgrl/moons50.yaml [--seeds 5] [--device cpu] [--resume]
     wdist wdgrl --config configs/wdgrl/files.yaml --source src.npz --target tgt.npz
-    wdist wdgrl bench [--seeds 3] [--epochs N] [--out results/wdgrl] [--device cpu] [--resume]
+    wdist wdgrl bench [--seeds 3] [--epochs N] [--methods ...] [--out results/wdgrl]
+                      [--device cpu] [--resume]
 
 One run writes to runs/wdgrl by default (git-ignored); only ``bench`` defaults to the committed
 results/wdgrl.
@@ -28,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML experiment file (configs/wdgrl/*.yaml)")
     p.add_argument("--seeds", type=int, help="number of seeds (overrides the config)")
     p.add_argument("--epochs", type=int, help="epochs per run (overrides the config)")
-    p.add_argument("--methods", nargs="+", help="subset of methods (overrides the config)")
+    p.add_argument("--methods", nargs="+", help="subset of methods (overrides the config; "
+                   "bench: writes bench_<methods>.md, e.g. --methods knn_source_only ot_emd "
+                   "ot_sinkhorn ot_linear)")
     p.add_argument("--source", help="source feature file (.npz/.csv) for task 'files'")
     p.add_argument("--target", help="target feature file (.npz/.csv) for task 'files'")
     p.add_argument("--out", help="output folder (default runs/wdgrl; bench: results/wdgrl)")
@@ -50,7 +53,7 @@ def _handle(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
 
     if args.mode == "bench":
-        ignored = [opt for opt, v in (("--config", args.config), ("--methods", args.methods),
+        ignored = [opt for opt, v in (("--config", args.config),
                                       ("--source", args.source), ("--target", args.target))
                    if v is not None]
         if ignored:
@@ -58,7 +61,7 @@ def _handle(args: argparse.Namespace) -> int:
                              f"take {', '.join(ignored)}; use `wdist wdgrl --config ...` for one "
                              "task")
         run_bench(args.out or "results/wdgrl", args.device, seeds=args.seeds,
-                  epochs=args.epochs, resume=args.resume)
+                  epochs=args.epochs, resume=args.resume, methods=args.methods)
         return 0
     if not args.config:
         raise ValueError("--config is required (e.g. --config configs/wdgrl/moons50.yaml)")

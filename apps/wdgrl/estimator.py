@@ -88,10 +88,10 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self, *, method: str = "wdgrl", network: str = "mlp", hidden: Sequence[int] = (500,),
         critic_hidden: Sequence[int] = (100,), wd_weight: float = 1.0, gp_weight: float = 10.0,
-        n_critic: int = 5, lr: float = 1e-4, critic_lr: float = 1e-4, weight_decay: float = 1e-4,
+        n_critic: int = 5, lr: float = 1e-3, critic_lr: float = 1e-3, weight_decay: float = 1e-4,
         batch_size: int = 32, epochs: int = 20, patience: int | None = None,
         val_fraction: float = 0.1, dann_weight: float = 1.0, coral_weight: float | None = None,
-        standardize: str | None = "domain", min_steps: int = 1000,
+        standardize: str | None = "domain", min_steps: int = 500,
         random_state: int | np.random.RandomState | np.random.Generator | None = None,
         device: str | torch.device = "auto", verbose: bool = False,
     ) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 OT_METHODS = ("ot_emd", "ot_sinkhorn", "ot_linear")
+BENCH_ROWS = ("knn_source_only", *OT_METHODS)  # in `wdist wdgrl bench`: k-NN downstream
 
 
 def logistic_regression() -> Any:

@@ -13,6 +13,7 @@ from wdist_apps.runtime import load_config, resolve_device
 from wdist_apps.runtime.config import builtin_configs
 from wdist_apps.runtime.machine import machine_info, markdown_header
 from wdist_apps.wdgrl.experiment import ALL_METHODS, PEER, WDGRLConfig, build_task, run_experiment
+from wdist_apps.wdgrl.otda import BENCH_ROWS, OT_METHODS
 from wdist_apps.wdgrl.plots import plot_curves, plot_features, plot_summary
 
 CONFIG_DIR = builtin_configs("wdgrl")
@@ -25,7 +26,7 @@ def run_one(
     resume: bool = False,
 ) -> dict[str, Any]:
     """``wdist wdgrl --config ...``: one task, all its methods × seeds, table + plots."""
-    cfg = load_config(WDGRLConfig, config, overrides)
+    cfg = _load(config, overrides)
     out = Path(out)
     _check_resume(resume, out / "runs" / cfg.name)
     result = _run(cfg, out, device, resume, verbose=True)
@@ -36,19 +37,32 @@ def run_one(
 
 def run_bench(
     out: str | Path, device: str, seeds: int | None = None, epochs: int | None = None,
-    resume: bool = False,
+    resume: bool = False, methods: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """``wdist wdgrl bench``: every task in :data:`BENCH` × its methods × seeds."""
+    """``wdist wdgrl bench``: every task in :data:`BENCH` × its methods × seeds.
+
+    ``methods``: only these (those a task's config lists), written to ``bench_<m1>+<m2>...``
+    instead of ``bench``, e.g. the classical OT rows alone."""
     out = Path(out)
     _check_resume(resume, out / "runs")
     rows = []
+    report = "bench" if not methods else "bench_" + "+".join(methods)
     for name in BENCH:
-        cfg = load_config(WDGRLConfig, CONFIG_DIR / f"{name}.yaml",
-                          {"seeds": seeds, "epochs": epochs})
+        cfg = _load(CONFIG_DIR / f"{name}.yaml", {"seeds": seeds, "epochs": epochs})
+        if methods:
+            cfg.methods = [m for m in cfg.methods if m in methods]
         print(f"[wdgrl bench] {name}: {cfg.methods} x {cfg.seeds} seeds", flush=True)
         rows.append(_public(_run(cfg, out, device, resume, verbose=False)))
-        write_report(rows, out, "bench", device)  # partial results survive a Ctrl-C
+        write_report(rows, out, report, device)  # partial results survive a Ctrl-C
     return rows
+
+
+def _load(config: str | Path, overrides: dict[str, Any]) -> WDGRLConfig:
+    """The config with command-line overrides; ``epochs`` goes to its ``estimator:`` block."""
+    overrides = dict(overrides)
+    epochs = overrides.pop("epochs", None)
+    cfg = load_config(WDGRLConfig, config, overrides)
+    return cfg.set(epochs=epochs) if epochs is not None else cfg
 
 
 def _check_resume(resume: bool, runs: Path) -> None:
@@ -95,18 +109,21 @@ def _print_result(result: dict[str, Any]) -> None:
 def write_report(rows: list[dict[str, Any]], out: Path, name: str, device: str) -> Path:
     """``<name>.md`` (table), ``<name>.json`` (everything behind it), and a summary bar plot."""
     out.mkdir(parents=True, exist_ok=True)
-    methods = [m for m in (*ALL_METHODS, PEER) if any(m in r["methods"] for r in rows)]
+    methods = [m for m in (*ALL_METHODS, PEER, *BENCH_ROWS)
+               if any(m in r["methods"] for r in rows)]
     meta = environment(str(resolve_device(device)))
     lines = [
         f"# WDGRL benchmark: target test accuracy ({name})", "",
         "Mean ± std over seeds; every method uses the same split, network, optimiser and "
         "epochs; no target label is used for training or model selection (target_only is the "
-        "target-supervised upper bound). Bold: best adaptation method per task.", "",
+        "target-supervised upper bound). ot_*: POT's `ot.da` transport of the source onto the "
+        "target + a 5-nearest-neighbour classifier, knn_source_only: that classifier on the "
+        "raw source (one deterministic run each). Bold: best adaptation method per task.", "",
         "| task | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),
     ]
     for r in rows:
-        adapt = {m: r["methods"][m]["mean"] for m in ("wdgrl", "dann", "coral", PEER)
+        adapt = {m: r["methods"][m]["mean"] for m in ("wdgrl", "dann", "coral", PEER, *OT_METHODS)
                  if m in r["methods"] and r["methods"][m]["mean"] is not None}
         best = max(adapt, key=adapt.get) if adapt else None
         cells = []
