@@ -21,6 +21,7 @@ from wdist_apps.wdgrl.experiment import w1_check
 
 # The moons configs' setting (configs/wdgrl/moons50.yaml), shortened for CI.
 PARAMS = dict(hidden=(500,), critic_hidden=(100,), lr=1e-3, critic_lr=1e-3, epochs=12, min_steps=0,
+              standardize=None,
               device="cpu")
 
 

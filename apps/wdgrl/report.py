@@ -75,7 +75,8 @@ def _check_resume(resume: bool, runs: Path) -> None:
 
 def _run(cfg: WDGRLConfig, out: Path, device: str, resume: bool, verbose: bool) -> dict:
     result = run_experiment(cfg, out / "runs", device, resume=resume, verbose=verbose)
-    plot_curves(result, out / f"curves_{cfg.name}.png")
+    if any(r["history"] for r in result["methods"].values()):  # not for the OT rows alone
+        plot_curves(result, out / f"curves_{cfg.name}.png")
     if result["models"]:
         plot_features(build_task(cfg), result["models"], out / f"features_{cfg.name}.png")
     _print_result(result)
