@@ -46,13 +46,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # --help, or a usage error argparse has already printed
+        return exit.code if isinstance(exit.code, int) else 2
+    from wdist_apps.runtime.signals import Interrupted
+
     try:
         return int(args.func(args) or 0)
+    except Interrupted as stop:  # a trainer checkpointed on SIGINT / SIGTERM or a time limit
+        print(f"wdist {args.command}: {stop}", file=sys.stderr)
+        return 0 if stop.signum is None else 128 + stop.signum
     except KeyboardInterrupt:
         print("interrupted; the last checkpoint (if any) is intact", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, IsADirectoryError,
+            NotADirectoryError, FloatingPointError) as err:
         print(f"wdist {args.command}: error: {err}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:

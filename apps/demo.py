@@ -1,6 +1,7 @@
 """``wdist demo``: a one-minute tour of the core on CPU, then a short real run of every app.
 
-Writes PNG figures into ``--out`` (default ``results/demo``) and prints where each file went.
+Writes PNG figures into ``--out`` (default ``runs/demo``, git-ignored) and prints where each file
+went.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ APPS = ("wdgrl", "qrdqn", "wgan", "wmd")
 def register(sub: argparse._SubParsersAction) -> None:
     from wdist_apps.runtime.device import add_device_arg
 
+    # CPU time measured on a 2-core AMD EPYC: 31 s, 43 s on the first run (which trains the WMD
+    # demo's word2vec model once and caches it); a busy machine stretches the wall time
     parser = sub.add_parser(
-        "demo", help="a short tour of the core and of every app (CPU, about 30 s on 2 cores)"
+        "demo", help="a short tour of the core and of every app (about 30 s of CPU; 45 s the "
+        "first time, which trains and caches a small word2vec model)",
+        description="A short tour of the core and of every app, on data that ships inside the "
+        "installed packages. It prints where each figure went (default: runs/demo).",
     )
-    parser.add_argument("--out", type=Path, default=Path("results/demo"), help="output folder")
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"),
+                        help="output folder (default: runs/demo)")
     parser.add_argument(
         "--apps",
         nargs="*",

@@ -126,7 +126,7 @@ def sinkhorn_methods(x: torch.Tensor, y: torch.Tensor, blur: float, keops: bool)
 
 def _eager_online(x: torch.Tensor, y: torch.Tensor, blur: float) -> torch.Tensor:
     """The online backend without the torch.compile'd soft-min (what CPUs run)."""
-    sk = sys.modules["wdist.sinkhorn"]
+    sk = sys.modules["wdist.sinkhorn.online"]
     saved = set(sk._COMPILE_DEVICES)
     sk._COMPILE_DEVICES.clear()
     try:
@@ -228,12 +228,13 @@ def bench_sinkhorn(device: str, sizes: list[int], dims: list[int], keops: bool, 
 
 def _estimate_online(x: torch.Tensor, y: torch.Tensor, blur: float, n: int) -> float:
     """Seconds for one full online solve, from a soft-min over 1,000 rows x all columns."""
-    sk = sys.modules["wdist.sinkhorn"]
+    sk = sys.modules["wdist.sinkhorn.online"]
     h = torch.zeros(1, n, dtype=x.dtype, device=x.device)
     t0 = time.perf_counter()
     sk._OnlineSoftmin.apply(x[None, :1000], y[None], h, blur**2, 2.0, 1000)
     per_pass = (time.perf_counter() - t0) * n / 1000
-    n_eps = len(sk.epsilon_schedule(2, float(wdist._checks.point_spread(x, y)), blur, 0.9))
+    schedule = sys.modules["wdist.sinkhorn"].epsilon_schedule
+    n_eps = len(schedule(2, float(wdist._checks.point_spread(x, y)), blur, 0.9))
     return per_pass * 2 * (n_eps + 10)  # two soft-mins per iteration, ~10 extra iterations
 
 
@@ -422,7 +423,8 @@ def main() -> int:
     rows: dict[str, list[dict]] = {"sinkhorn": [], "one_d": [], "emd": []}
 
     def save() -> None:  # after every section: a long run still leaves its finished tables
-        fused = args.device == "cuda" and not sys.modules["wdist.sinkhorn"]._fused.get("failed")
+        online = sys.modules["wdist.sinkhorn.online"]
+        fused = args.device == "cuda" and not online._fused.get("failed")
         payload = {"machine": info, "keops": keops, "fused_online_softmin": fused,
                    "note": args.note, **rows}
         stem.with_suffix(".json").write_text(json.dumps(payload, indent=2))

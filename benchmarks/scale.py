@@ -1,6 +1,7 @@
 """Scaling out: one process against several, measured here, and a cost model beyond this box.
 
     python benchmarks/scale.py --part wmd        # WMD k-NN on a Dask LocalCluster (~2 min)
+    python benchmarks/scale.py --part sinkhorn   # sharded Sinkhorn on 2 gloo ranks (~4 min)
 
 Parts (``--part``, repeatable; each writes ``<out>/<part>.{md,json}``):
 
@@ -12,6 +13,16 @@ Parts (``--part``, repeatable; each writes ``<out>/<part>.{md,json}``):
   bandwidth) and the exact solves per query at four corpus sizes (a power law fitted to them)
   feed a model of time per query batch, communication against compute and memory per worker,
   for 10^4 to 10^7 documents and 1 to 128 workers.
+- ``sinkhorn``: one debiased Sinkhorn divergence (3-D, float32, ``blur=0.1``) between two
+  clouds of ``--points`` points each: ``wdist.sinkhorn`` (online) in one process,
+  ``wdist.distributed.sinkhorn`` on a gloo group of 1 and of 2 processes (one thread each):
+  wall and CPU seconds, peak memory above the start of the solve per process, soft-min passes,
+  the value's agreement. Then the unit costs (seconds per cost entry of the soft-min; gloo
+  point-to-point latency and bandwidth, ``all_reduce`` latency) feed a model of the time per
+  soft-min pass (compute of ``n m / R`` entries against ``R - 1`` ring steps of ``m / R``
+  points, overlapped), communication share and memory per rank, for 10^5 to 10^7 points and 1
+  to 64 ranks, on this box and on GPUs (the soft-min's speed from the committed H200 row of
+  ``results/core/bench_cuda.json``, interconnects at nominal figures).
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import statistics
 import sys
@@ -307,7 +319,350 @@ def _report(p: dict) -> str:
     return "\n".join(lines)
 
 
-PARTS = {"wmd": run_wmd}  # sharded Sinkhorn and the DDP WGAN step join here
+SK_DIM, SK_BLUR = 3, 0.1
+
+
+def _sk_clouds(n: int, rank: int = 0, world: int = 1):
+    """``benchmarks/core.py``'s 3-D clouds (uniform in a cube, and shifted by 0.2), and this
+    rank's contiguous shard of each."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from core import clouds
+
+    x, y = clouds(n, SK_DIM, "cpu")
+    cut = [n * r // world for r in range(world + 1)]
+    return x[cut[rank] : cut[rank + 1]].clone(), y[cut[rank] : cut[rank + 1]].clone()
+
+
+def _count_passes():
+    """Counts the ring passes (one per soft-min) of ``wdist.distributed``."""
+    import wdist.distributed as wd
+
+    counter = {"passes": 0}
+    blocks = wd._Ring.blocks
+
+    def counted(self, *a, **k):
+        counter["passes"] += 1
+        return blocks(self, *a, **k)
+
+    wd._Ring.blocks = counted
+    return counter
+
+
+def _timed_solve(fn, repeats: int) -> dict:
+    """Median wall and CPU seconds of ``fn()`` after a warm-up, and the process's peak resident
+    memory above what it held before the warm-up (a fresh process: the solve sets the peak)."""
+    import resource
+
+    before = _rss_mib()
+    fn()
+    walls, cpus, value = [], [], None
+    for _ in range(repeats):
+        w, c = time.perf_counter(), _cpu_seconds()
+        value = float(fn())
+        walls.append(time.perf_counter() - w)
+        cpus.append(_cpu_seconds() - c)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"wall_s": statistics.median(walls), "cpu_s": statistics.median(cpus),
+            "peak_mib_above_start": peak - before, "value": value}
+
+
+def _comm_costs(group_size: int) -> dict:
+    """Point-to-point latency (1 float, ping-pong) and bandwidth (16 MiB) between ranks 0 and
+    1, and the latency of a 1-float ``all_reduce``: fastest of 20 (the unit cost least
+    disturbed by the other load on the box)."""
+    import torch.distributed as dist
+
+    rank = dist.get_rank()
+
+    def ping(t: torch.Tensor) -> float:
+        dist.barrier()
+        w = time.perf_counter()
+        if rank == 0:
+            dist.send(t, 1)
+            dist.recv(t, 1)
+        elif rank == 1:
+            dist.recv(t, 0)
+            dist.send(t, 0)
+        return (time.perf_counter() - w) / 2
+
+    small, big = torch.zeros(1), torch.zeros(1 << 22)
+    lat = min(ping(small) for _ in range(20))
+    one_way = min(ping(big) for _ in range(5))
+    red = []
+    for _ in range(20):
+        dist.barrier()
+        w = time.perf_counter()
+        dist.all_reduce(small)
+        red.append(time.perf_counter() - w)
+    return {"p2p_latency_s": lat, "p2p_bytes_per_s": big.nbytes / max(one_way - lat, 1e-9),
+            "allreduce_latency_s": min(red), "ranks": group_size}
+
+
+def _sinkhorn_rank(rank: int, world: int, port: int, args: dict, out: str) -> None:
+    """One fresh process of a run: ``world = 0`` is ``wdist.sinkhorn`` (online) alone, else
+    rank ``rank`` of a gloo group of ``world``. Times the solve; a group of one also times a
+    second size and counts the passes of a ``debias=False`` solve (the cost model's
+    calibration), a group of two measures the communication costs."""
+    import torch.distributed as dist
+
+    import wdist
+    import wdist.distributed as wd
+
+    torch.set_num_threads(1)
+    n, n_c, repeats = args["points"], args["calibrate_points"], args["repeats"]
+    if world == 0:
+        x, y = _sk_clouds(n)
+        wdist.sinkhorn(*_sk_clouds(200), blur=SK_BLUR, backend="online")  # warm-up
+        row = _timed_solve(lambda: wdist.sinkhorn(x, y, blur=SK_BLUR, backend="online"),
+                           repeats)
+        Path(out, "single.json").write_text(json.dumps(row))
+        return
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        x, y = _sk_clouds(n, rank, world)
+        wd.sinkhorn(*_sk_clouds(200, rank, world), blur=SK_BLUR)  # warm-up
+        counter = _count_passes()
+        row = _timed_solve(lambda: wd.sinkhorn(x, y, blur=SK_BLUR), repeats)
+        row["passes"] = counter["passes"] // (repeats + 1)
+        row["shard"] = len(x)
+        if world == 1:
+            xs, ys = _sk_clouds(n_c)
+            counter["passes"] = 0
+            row["small"] = _timed_solve(lambda: wd.sinkhorn(xs, ys, blur=SK_BLUR), repeats)
+            row["small"]["passes"] = counter["passes"] // (repeats + 1)
+            counter["passes"] = 0
+            wd.sinkhorn(xs, ys, blur=SK_BLUR, debias=False)
+            row["passes_debias_false"] = counter["passes"]
+        else:
+            row.update(_comm_costs(world))
+        Path(out, f"rank{rank}_of{world}.json").write_text(json.dumps(row))
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fit_pass(t1: tuple[int, float], t2: tuple[int, float]) -> tuple[float, float]:
+    """``(seconds per cost entry, fixed seconds per pass)`` from ``(n, seconds per soft-min
+    pass)`` at two sizes: ``t = n^2 e + o``."""
+    (n1, s1), (n2, s2) = t1, t2
+    e = (s2 - s1) / (n2 * n2 - n1 * n1)
+    return e, max(0.0, s1 - n1 * n1 * e)
+
+
+def _gpu_costs(passes_per_solve: float) -> dict | None:
+    """The GPU soft-min's cost per entry and per pass, fitted to the committed online solves
+    at n = 10^4 and 10^5 (3-D, blur 0.1, ``debias=False``) of ``results/core/bench_cuda.json``,
+    with their soft-min passes counted here on the same clouds at a smaller n (the ε-schedule
+    depends on the spread of the clouds, not on n)."""
+    path = ROOT / "results" / "core" / "bench_cuda.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    rows = {r["n"]: r["time_s"] for r in data["sinkhorn"]
+            if r["d"] == SK_DIM and r.get("status") == "ok" and "time_s" in r
+            and (r["method"] == "wdist online"
+                 or (r["method"] == "wdist" and r.get("backend") == "online"))}
+    if 10**4 not in rows or 10**5 not in rows:
+        return None
+    e, o = _fit_pass(*((n, rows[n] / passes_per_solve) for n in (10**4, 10**5)))
+    return {"gpu": data["machine"]["gpu"], "solves_s": {n: rows[n] for n in (10**4, 10**5)},
+            "passes": passes_per_solve,
+            "entry_s": e, "pass_s": o}
+
+
+# Nominal interconnects for the GPU rows (not measured here): NCCL point-to-point within a node
+# over NVLink 4 (H100 SXM: 450 GB/s per direction) and across nodes over InfiniBand NDR
+# (400 Gb/s = 50 GB/s per GPU); latencies of a few microseconds (NVLink) to ~10 (IB).
+GPU_LINKS = {"nvlink": (450e9, 5e-6), "infiniband": (50e9, 10e-6)}
+GPUS_PER_NODE = 8
+
+
+def _sk_model(entry_s: float, over_s: float, lat: float, bw: float, ar_lat: float, passes: int,
+              checks: int, n: int, ranks: int, fused: bool) -> dict:
+    """Time of one debiased solve of ``passes`` soft-min passes between two clouds of ``n``
+    points on ``ranks`` ranks: per pass ``R`` blocks of ``(n / R)^2`` entries (``entry_s``
+    each, plus ``over_s`` per block: launches, Python, syncs), each after a ring step of
+    ``n / R`` points (``d + 1`` float32) that overlaps the previous block:
+    ``t_block + (R - 1) max(t_block, t_step)``; plus ``checks`` stopping tests (one
+    ``all_reduce`` each, ``log2 R`` latencies)."""
+    b = n / ranks
+    t_block = b * b * entry_s + over_s
+    t_step = lat + b * (SK_DIM + 1) * 4 / bw if ranks > 1 else 0.0
+    per_pass = t_block + (ranks - 1) * max(t_block, t_step)
+    exposed = (ranks - 1) * max(0.0, t_step - t_block)
+    tests = checks * ar_lat * math.ceil(math.log2(ranks)) if ranks > 1 else 0.0
+    # memory: shards (points, 3 weights/potentials) + 2 receive buffers + the chunk block
+    # (CPU: the eager path's [chunk, n/R] block of at most 2^23 entries; fused GPU path: none)
+    block = 0 if fused else min(b * b, 2**23) * 4
+    mem = (2 * b * (SK_DIM + 3) * 4 + 2 * b * (SK_DIM + 1) * 4 + block) / 2**20
+    return {
+        "points": n, "ranks": ranks, "solve_s": passes * per_pass + tests,
+        "compute_s": passes * ranks * t_block,
+        "comm_exposed_s": passes * exposed + tests,
+        "comm_share": (passes * exposed + tests) / (passes * per_pass + tests),
+        "bytes_per_pass": (ranks - 1) * b * (SK_DIM + 1) * 4, "rank_mib": mem,
+    }
+
+
+def run_sinkhorn(args: argparse.Namespace) -> Path:
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    n, n_c = args.points, args.calibrate_points
+    load_before = os.getloadavg()
+    opts = {"points": n, "calibrate_points": n_c, "repeats": args.repeats}
+    with tempfile.TemporaryDirectory() as tmp:
+        # each run in fresh processes (comparable peak memory), one torch thread each
+        for world in (0, 1, 2):
+            mp.spawn(_sinkhorn_rank, args=(world, _free_port(), opts, tmp),
+                     nprocs=max(world, 1), join=True)
+        single = json.loads(Path(tmp, "single.json").read_text())
+        one = json.loads(Path(tmp, "rank0_of1.json").read_text())
+        ranks = [json.loads(Path(tmp, f"rank{r}_of2.json").read_text()) for r in range(2)]
+    small, calib_passes = one["small"], one["passes_debias_false"]
+
+    # CPU seconds: the box is shared, so a process's wall time includes waiting for a core
+    entry_s, over_s = _fit_pass((n_c, small["cpu_s"] / small["passes"]),
+                                (n, one["cpu_s"] / one["passes"]))
+    comm = ranks[0]
+    # stopping tests: one all_reduce per potential and iteration, about one per soft-min pass
+    checks = one["passes"]
+
+    def cpu_model(pts: int, r: int) -> dict:
+        return _sk_model(entry_s, over_s, comm["p2p_latency_s"], comm["p2p_bytes_per_s"],
+                         comm["allreduce_latency_s"], one["passes"], checks, pts, r, False)
+
+    check = cpu_model(n, 2)
+    model = [{"platform": "cpu", **cpu_model(pts, r)}
+             for pts in (10**5, 10**6, 10**7) for r in (1, 2, 8, 64)]
+    gpu = _gpu_costs(calib_passes)
+    if gpu is not None:
+        for pts in (10**5, 10**6, 10**7):
+            for r in (1, 8, 64):
+                bw, lat = GPU_LINKS["nvlink" if r <= GPUS_PER_NODE else "infiniband"]
+                row = _sk_model(gpu["entry_s"], gpu["pass_s"], lat, bw, lat, one["passes"],
+                                checks, pts, r, True)
+                model.append({"platform": "gpu", **row})
+    payload = {
+        "machine": machine_info("cpu"), "load_average": {"before": load_before,
+                                                         "after": os.getloadavg()},
+        "points": n, "dim": SK_DIM, "blur": SK_BLUR, "repeats": args.repeats,
+        "single": single, "one_rank": one, "one_rank_small": small, "two_ranks": ranks,
+        "entry_s": entry_s, "pass_s": over_s, "model_two_ranks": check,
+        "calibration": {"points": n_c, "passes_debias_false": calib_passes},
+        "gpu": gpu, "gpu_links": GPU_LINKS, "model": model,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sinkhorn.json").write_text(json.dumps(payload, indent=1))
+    md = out / "sinkhorn.md"
+    md.write_text(_sk_report(payload) + "\n")
+    return md
+
+
+def _sk_report(p: dict) -> str:
+    s, one, two = p["single"], p["one_rank"], p["two_ranks"]
+    n = p["points"]
+    wall2 = max(r["wall_s"] for r in two)
+    lines = [
+        "# Sharded Sinkhorn on torch.distributed: one process against two",
+        "",
+        markdown_header(p["machine"]),
+        f"- load average (1, 5, 15 min) before {_load(p, 'before')}, after {_load(p, 'after')} "
+        "on this shared box (2 cores, other jobs running)",
+        "",
+        f"Debiased Sinkhorn divergence between two 3-D clouds of {n:,} points each (float32, "
+        f"blur {p['blur']}, tol 1e-3; `benchmarks/core.py`'s clouds); median of "
+        f"{p['repeats']} timed runs after a warm-up, one torch thread per process, each run in "
+        "fresh processes. Memory: the process's peak resident set above what it held before "
+        "the first solve (Python, torch and gloo hold about 300 MiB more).",
+        "",
+        "| run | wall s | CPU s per process | peak MiB per process | soft-min passes | value |",
+        "|---|---|---|---|---|---|",
+        f"| `wdist.sinkhorn` (online), one process | {s['wall_s']:.2f} | {s['cpu_s']:.2f} | "
+        f"{s['peak_mib_above_start']:.0f} | {one['passes']} | {s['value']:.6f} |",
+        f"| `wdist.distributed.sinkhorn`, 1 gloo rank | {one['wall_s']:.2f} | {one['cpu_s']:.2f} "
+        f"| {one['peak_mib_above_start']:.0f} | {one['passes']} | {one['value']:.6f} |",
+        f"| `wdist.distributed.sinkhorn`, 2 gloo ranks | {wall2:.2f} | "
+        + ", ".join(f"{r['cpu_s']:.2f}" for r in two) + " | "
+        + ", ".join(f"{r['peak_mib_above_start']:.0f}" for r in two)
+        + f" | {two[0]['passes']} | {two[0]['value']:.6f} |",
+        "",
+        f"2 ranks over 1 process: **{s['wall_s'] / wall2:.2f}x** in wall time; the busiest "
+        f"process's CPU time {s['cpu_s']:.2f} s -> {max(r['cpu_s'] for r in two):.2f} s "
+        f"(**{s['cpu_s'] / max(r['cpu_s'] for r in two):.2f}x**): the wall time is what this "
+        "shared box gives (its 2 cores run other jobs too, see the load), the CPU time what the "
+        "ranks need. Against the same code on one rank: CPU "
+        f"{one['cpu_s']:.2f} s -> {max(r['cpu_s'] for r in two):.2f} s "
+        f"(**{one['cpu_s'] / max(r['cpu_s'] for r in two):.2f}x**). CPU times on this box vary "
+        "by tens of percent between runs of the same solve (other jobs share its caches). "
+        "Value difference, 2 ranks against one process: "
+        f"{abs(two[0]['value'] - s['value']):.2g} (float32).",
+        "",
+        "## Cost model",
+        "",
+    ]
+    c, sm = two[0], p["one_rank_small"]
+    cpu2 = ", ".join(f"{r['cpu_s']:.2f}" for r in two)
+    lines += [
+        f"Measured unit costs: a soft-min pass costs n^2 x {p['entry_s'] * 1e9:.1f} ns + "
+        f"{p['pass_s'] * 1e3:.2f} ms of CPU here (fitted to the one-rank runs at n = "
+        f"{p['calibration']['points']:,}, {sm['cpu_s']:.2f} CPU s for {sm['passes']} passes, "
+        f"and n = {n:,}); gloo on the loopback: "
+        f"point-to-point latency {c['p2p_latency_s'] * 1e6:.0f} us, bandwidth "
+        f"{c['p2p_bytes_per_s'] / 2**30:.2f} GiB/s, 1-float all_reduce "
+        f"{c['allreduce_latency_s'] * 1e6:.0f} us (fastest of 20). With these, the model "
+        f"below gives {p['model_two_ranks']['solve_s']:.2f} s for the 2-rank run above (its "
+        f"ranks used {cpu2} CPU s; wall {wall2:.2f} s).",
+    ]
+    if p["gpu"]:
+        g = p["gpu"]
+        solves = ", ".join(f"n = {int(k):,}: {v:.2f} s" for k, v in g["solves_s"].items())
+        lines.append(
+            f"GPU rows: a soft-min pass costs n^2 x {g['entry_s'] * 1e12:.2f} ps + "
+            f"{g['pass_s'] * 1e3:.2f} ms, fitted to the committed {g['gpu']} online solves "
+            f"({solves}; `results/core/bench_cuda.json`) with their {g['passes']} soft-min "
+            f"passes (counted here on the same clouds at n = {p['calibration']['points']:,}, "
+            "`debias=False`). The fixed part (launches, the stopping test's sync, Python) is "
+            "charged to every block of the ring, an upper bound: it makes many ranks on a "
+            "small problem slow; "
+            "the interconnects are nominal, not measured: NVLink 4 within a node of 8 GPUs "
+            "(450 GB/s, 5 us), InfiniBand NDR across nodes (50 GB/s per GPU, 10 us)."
+        )
+    lines += [
+        "",
+        f"One debiased solve of {one['passes']} soft-min passes (as measured here) between two "
+        "clouds of N points on R ranks. A pass computes R blocks of (N/R)^2 entries; before "
+        "each block but the first, one ring step receives N/R points (4 float32 each) while "
+        "the previous block is computed: pass = t_block + (R - 1) max(t_block, t_step), with "
+        "t_block = (N/R)^2 x cost per entry + the fixed cost per pass; only "
+        "the part of a step longer than its block is exposed. Plus one all_reduce per stopping "
+        "test. Memory per rank: its shards, two receive buffers and the soft-min's block "
+        "(CPU: at most 2^23 entries; GPU: the fused path holds none).",
+        "",
+        "| platform | points | ranks | solve s | compute s | exposed comm s | comm share | "
+        "MB received per pass per rank | MiB per rank |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in p["model"]:
+        lines.append(
+            f"| {r['platform']} | {r['points']:.0e} | {r['ranks']} | {r['solve_s']:.3g} | "
+            f"{r['compute_s']:.3g} | {r['comm_exposed_s']:.3g} | {r['comm_share']:.1%} | "
+            f"{r['bytes_per_pass'] / 1e6:.3g} | {r['rank_mib']:.3g} |"
+        )
+    return "\n".join(lines)
+
+
+PARTS = {"wmd": run_wmd, "sinkhorn": run_sinkhorn}  # the DDP WGAN step joins here
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,6 +673,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", type=int, default=10, help="wmd: neighbours (%(default)s)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
                         help="wmd: LocalCluster sizes (%(default)s)")
+    parser.add_argument("--points", type=int, default=3000,
+                        help="sinkhorn: points per cloud (%(default)s)")
+    parser.add_argument("--calibrate-points", type=int, default=1000,
+                        help="sinkhorn: n at which the GPU row's passes are counted (%(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (%(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

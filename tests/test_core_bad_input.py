@@ -139,7 +139,7 @@ FUNCS = {
     "generator_loss": lambda x, y, a: wdist.generator_loss(_linear_critic(x), _t(y)),
     "gradient_penalty": lambda x, y, a: wdist.gradient_penalty(
         _linear_critic(x), _t(x), _t(x).flip(0)),
-    "emd_from_cost": lambda x, y, a: wdist.emd_from_cost(a, None, torch.cdist(_t(x), _t(y))),
+    "emd_from_cost": lambda x, y, a: wdist.emd_from_cost(torch.cdist(_t(x), _t(y)), a),
     "quantile_function": lambda x, y, a: wdist.quantile_function(
         torch.linspace(0, 1, 5, dtype=torch.float64), torch.cumsum(_t(a), 0) / _t(a).sum(),
         torch.sort(_t(x[:, 0])).values),

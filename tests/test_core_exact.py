@@ -73,10 +73,10 @@ def test_emd_from_cost_integer_cost_matches_pot():
     cost = torch.tensor([[0, 3], [2, 0], [5, 1]])
     a, b = torch.full((3,), 1 / 3), torch.full((2,), 1 / 2)
     ref = ot.emd2(np.full(3, 1 / 3), np.full(2, 1 / 2), cost.numpy().astype(np.float64))
-    ours = wdist.emd_from_cost(a, b, cost)
+    ours = wdist.emd_from_cost(cost, a, b)
     assert ours.dtype == torch.get_default_dtype()
     assert ours.item() == pytest.approx(ref, rel=1e-6)  # 2/3, not 0
-    _, plan = wdist.emd_from_cost(a, b, cost, return_plan=True)
+    _, plan = wdist.emd_from_cost(cost, a, b, return_plan=True)
     assert plan.is_floating_point() and plan.sum().item() == pytest.approx(1.0)
 
 
@@ -84,8 +84,8 @@ def test_emd_from_cost_numpy_and_unnormalised_inputs_match_pot(rng):
     cost = rng.random((4, 5))
     a, b = rng.random(4) + 0.1, rng.random(5) + 0.1
     ref = ot.emd2(a / a.sum(), b / b.sum(), cost)
-    assert wdist.emd_from_cost(a, b, cost).item() == pytest.approx(ref, rel=1e-12)
-    assert wdist.emd_from_cost(list(a), list(b), cost.tolist()).item() == pytest.approx(
+    assert wdist.emd_from_cost(cost, a, b).item() == pytest.approx(ref, rel=1e-12)
+    assert wdist.emd_from_cost(cost.tolist(), list(a), list(b)).item() == pytest.approx(
         ref, rel=1e-12)
 
 
@@ -107,12 +107,12 @@ def test_emd_from_cost_numpy_and_unnormalised_inputs_match_pot(rng):
 )
 def test_emd_from_cost_clear_errors(a, b, cost, err, match):
     with pytest.raises(err, match=match):
-        wdist.emd_from_cost(a, b, cost)
+        wdist.emd_from_cost(cost, a, b)
 
 
 def test_emd_from_cost_num_iter_max_checked():
     with pytest.raises(TypeError, match="num_iter_max"):
-        wdist.emd_from_cost(np.ones(3), np.ones(2), np.ones((3, 2)), num_iter_max=1.5)
+        wdist.emd_from_cost(np.ones((3, 2)), np.ones(3), np.ones(2), num_iter_max=1.5)
 
 
 def test_emd_numpy_integer_p_matches_pot(rng):
@@ -138,9 +138,9 @@ def _lsa_cost(cost):
 
 
 def test_emd_from_cost_negative_costs(rng):
-    assert wdist.emd_from_cost(None, None, [[-2.0, -3.0], [-3.0, -2.0]]).item() == -3.0
+    assert wdist.emd_from_cost([[-2.0, -3.0], [-3.0, -2.0]]).item() == -3.0
     cost = torch.tensor(rng.normal(size=(6, 6)) - 5.0, requires_grad=True)
-    value, plan = wdist.emd_from_cost(None, None, cost, return_plan=True)
+    value, plan = wdist.emd_from_cost(cost, return_plan=True)
     assert value.item() == pytest.approx(_lsa_cost(cost.detach().numpy()), rel=1e-12)
     value.backward()
     assert torch.equal(cost.grad, plan)  # d<P, C>/dC = P at the (fixed) optimal plan
@@ -148,7 +148,7 @@ def test_emd_from_cost_negative_costs(rng):
     wa, wb = rng.random(6) + 0.1, rng.random(6) + 0.1
     a = torch.tensor(wa / wa.sum(), requires_grad=True)
     b = torch.tensor(wb / wb.sum(), requires_grad=True)
-    wdist.emd_from_cost(a, b, cost.detach()).backward()
+    wdist.emd_from_cost(cost.detach(), a, b).backward()
     a2, b2 = (t.detach().clone().requires_grad_(True) for t in (a, b))
     ot.emd2(a2, b2, cost.detach() - cost.min().item()).backward()
     assert torch.allclose(a.grad, a2.grad, atol=1e-9) and torch.allclose(b.grad, b2.grad, atol=1e-9)
@@ -180,7 +180,7 @@ def test_emd_does_not_depend_on_the_units(p, scale):
     ref = _lsa_cost(cost)
     assert scaled == pytest.approx(ref, rel=1e-9, abs=0)
     # the same through emd_from_cost on the tiny costs themselves
-    assert wdist.emd_from_cost(None, None, cost).item() == pytest.approx(ref, rel=1e-9, abs=0)
+    assert wdist.emd_from_cost(cost).item() == pytest.approx(ref, rel=1e-9, abs=0)
 
 
 def test_emd_gradient_at_tiny_scale(rng):
@@ -190,3 +190,12 @@ def test_emd_gradient_at_tiny_scale(rng):
     xu = (x.detach() * 1e7).requires_grad_(True)
     (g_unit,) = torch.autograd.grad(wdist.emd(xu, y * 1e7, p=2), xu)
     assert torch.allclose(g_small, g_unit * 1e-7, rtol=1e-9, atol=0)  # d(s^2 W)/d(s x) = s dW/dx
+
+
+def test_emd_from_cost_old_argument_order_warns_and_agrees():
+    cost = np.array([[0.0, 2.0], [1.0, 0.5]])
+    a, b = np.array([0.3, 0.7]), np.array([0.6, 0.4])
+    new = wdist.emd_from_cost(cost, a, b).item()
+    with pytest.warns(DeprecationWarning, match=r"emd_from_cost\(cost, a, b\)"):
+        old = wdist.emd_from_cost(a, b, cost).item()
+    assert old == new == pytest.approx(ot.emd2(a, b, cost), rel=1e-12)

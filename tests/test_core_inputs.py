@@ -31,7 +31,7 @@ def _calls(flip):
     f = flip
     return {
         "emd": lambda: wdist.emd(f(x), f(y), f(a), f(b), p=2),
-        "emd_from_cost": lambda: wdist.emd_from_cost(f(a), f(b), f(x @ y.T)),
+        "emd_from_cost": lambda: wdist.emd_from_cost(f(x @ y.T), f(a), f(b)),
         "wasserstein_1d": lambda: wdist.wasserstein_1d(f(x[:, 0]), f(y[:, 0]), f(a), f(b), p=2),
         "sinkhorn": lambda: wdist.sinkhorn(f(x), f(y), f(a), f(b), blur=0.5),
         "sliced_wasserstein": lambda: wdist.sliced_wasserstein(f(x), f(y), f(a), f(b), seed=0),
@@ -121,7 +121,12 @@ def test_half_precision_gradients_reach_the_inputs():
 # name -> the data arguments, which may be positional; every other parameter is keyword-only
 DATA_ARGS = {
     "emd": ["x", "y", "a", "b"],
-    "emd_from_cost": ["a", "b", "cost"],
+    "emd_from_cost": ["cost", "a", "b"],
+    "sinkhorn": ["x", "y", "a", "b"],
+    "sinkhorn_solve": ["x", "y", "a", "b"],
+    "sinkhorn_from_cost": ["cost", "a", "b"],
+    "sinkhorn_solve_from_cost": ["cost", "a", "b"],
+    "SamplesLoss": ["loss"],
     "wasserstein_1d": ["u_values", "v_values", "u_weights", "v_weights"],
     "quantile_function": ["qs", "cdf", "sorted_values"],
     "sliced_wasserstein": ["x", "y", "a", "b"],
@@ -152,11 +157,17 @@ def test_options_are_keyword_only(name):
     assert all(p.kind is p.KEYWORD_ONLY for p in params if p.name not in DATA_ARGS[name])
 
 
-def test_emd_and_emd_from_cost_share_their_trailing_options():
+def test_point_and_cost_twins_share_their_trailing_options():
     def options(fn):
         return [p.name for p in inspect.signature(fn).parameters.values()
                 if p.kind is p.KEYWORD_ONLY]
 
     assert options(wdist.emd) == ["p"] + options(wdist.emd_from_cost)
+    assert options(wdist.sinkhorn)[-2:] == ["return_plan", "return_potentials"]
+    assert options(wdist.sinkhorn)[:-2] == options(wdist.sinkhorn_solve)
+    assert options(wdist.sinkhorn_from_cost) == options(wdist.sinkhorn_solve_from_cost)
+    shared = ["scaling", "tol", "max_iter"]
+    assert [o for o in options(wdist.sinkhorn_solve) if o in shared] == shared
+    assert [o for o in options(wdist.sinkhorn_from_cost) if o in shared] == shared
     with pytest.raises(TypeError):
         wdist.emd(np.ones((2, 1)), np.ones((2, 1)), None, None, 2)  # p is keyword-only

@@ -7,7 +7,7 @@ import torch
 
 import wdist
 
-sk = importlib.import_module("wdist.sinkhorn")  # the module (wdist.sinkhorn is the function)
+sk = importlib.import_module("wdist.sinkhorn.online")  # the online soft-min's module
 
 
 @pytest.fixture

@@ -109,3 +109,26 @@ def test_load_features_errors(tmp_path):
         make_files_task(tmp_path / "t.npz", tmp_path / "t.npz")
     with pytest.raises(ValueError, match="task must be one of"):
         make_task("svhn")
+
+
+def test_unreadable_or_bad_feature_files_name_the_file_and_row(tmp_path):
+    from wdist_apps.wdgrl.data import load_features
+
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    noise = tmp_path / "noise.npz"
+    noise.write_bytes(np.random.default_rng(0).bytes(2000))
+    for path in (empty, noise):
+        with pytest.raises(ValueError, match=rf"{path.name}: not a readable \.npz feature file"):
+            load_features(path)
+    X = np.ones((5, 3))
+    X[3, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", X=X)
+    with pytest.raises(ValueError, match=r"nan\.npz: row 3 holds a NaN or infinite feature"):
+        load_features(tmp_path / "nan.npz")
+    (tmp_path / "nan.csv").write_text("a,b,label\n1,2,0\n3,nan,1\n")
+    with pytest.raises(ValueError, match=r"nan\.csv: line 3 holds a NaN"):
+        load_features(tmp_path / "nan.csv")
+    np.savez(tmp_path / "huge.npz", X=np.full((4, 2), 1e30))
+    with pytest.raises(ValueError, match=r"huge\.npz: row 0 holds a feature of magnitude 1e\+30"):
+        load_features(tmp_path / "huge.npz")

@@ -63,7 +63,7 @@ def test_cli_run_writes_table_json_plots_and_resumes(tmp_path, capsys, monkeypat
         "w1_check_samples": 100, "w1_refit_steps": 30,  # the check's plumbing, not its accuracy
     }))
     out = tmp_path / "out"
-    argv = ["wdgrl", "--config", str(cfg), "--out", str(out), "--device", "cpu"]
+    argv = ["wdgrl", "run", "--config", str(cfg), "--out", str(out), "--device", "cpu"]
     assert main(argv) == 0
     data = json.loads((out / "moons30.json").read_text())
     res = data["tasks"][0]["methods"]
@@ -85,23 +85,23 @@ def test_cli_run_writes_table_json_plots_and_resumes(tmp_path, capsys, monkeypat
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    assert main(["wdgrl", "--device", "cpu"]) == 2
+    assert main(["wdgrl", "run", "--device", "cpu"]) == 2
     assert "--config is required" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("task: moons\nlearning_rate: 0.1\n")
-    assert main(["wdgrl", "--config", str(bad)]) == 2
+    assert main(["wdgrl", "run", "--config", str(bad)]) == 2
     assert "unknown config key(s) ['learning_rate']" in capsys.readouterr().err
     assert main(["wdgrl", "bench", "--config", str(bad)]) == 2
-    assert "does not take --config" in capsys.readouterr().err
+    assert "unrecognized arguments: --config" in capsys.readouterr().err
     bad.write_text("task: moons\nestimator: {hidden: [8], learning_rate: 0.1}\n")
-    assert main(["wdgrl", "--config", str(bad)]) == 2
+    assert main(["wdgrl", "run", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "unknown WDGRLClassifier parameter(s) ['learning_rate']" in err and "'wd_weight'" in err
     moons = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "moons10.yaml"
-    assert main(["wdgrl", "--config", str(moons), "--out", str(tmp_path / "typo"),
+    assert main(["wdgrl", "run", "--config", str(moons), "--out", str(tmp_path / "typo"),
                  "--resume"]) == 2  # nothing to resume: not a silent fresh start
     assert "--resume: no checkpoint under" in capsys.readouterr().err
-    assert main(["wdgrl", "--config", str(moons), "--source", "s.npz"]) == 2
+    assert main(["wdgrl", "run", "--config", str(moons), "--source", "s.npz"]) == 2
     assert "read by task 'files' only" in capsys.readouterr().err
 
 
@@ -119,7 +119,7 @@ def test_cli_on_user_feature_files(tmp_path, monkeypatch):
     config = tmp_path / "files.yaml"
     config.write_text(yaml.safe_dump(data))
     monkeypatch.chdir(tmp_path)
-    assert main(["wdgrl", "--config", str(config), "--source",
+    assert main(["wdgrl", "run", "--config", str(config), "--source",
                  str(tmp_path / "src.npz"), "--target", str(tmp_path / "tgt.csv"), "--epochs",
                  "1", "--seeds", "1", "--methods", "source_only", "wdgrl",
                  "--device", "cpu"]) == 0

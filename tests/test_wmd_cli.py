@@ -248,3 +248,18 @@ def test_demo_writes_query_and_figure(tmp_path):
         f.stat().st_size > 0 for f in files
     )
     assert "1. WMD" in files[0].read_text()
+
+
+def test_classify_refuses_to_overwrite_or_resume_another_test_file(files, capsys):
+    out = files["dir"] / "pred.csv"
+    assert main(_classify_args(files, out)) == 0
+    before = out.read_text()
+    assert main(_classify_args(files, out)) == 2  # no --resume, no --overwrite
+    assert "already holds predictions: pass --resume" in capsys.readouterr().err
+    other = files["dir"] / "other_test.cor"
+    other.write_text(files["test"].read_text().replace("blaze", "flames"))
+    args = _classify_args(files, out)
+    args[args.index("--test") + 1] = str(other)
+    assert main(args + ["--resume"]) == 2
+    assert "are for --test" in capsys.readouterr().err and out.read_text() == before
+    assert main(args + ["--overwrite"]) == 0

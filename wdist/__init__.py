@@ -19,12 +19,21 @@ from wdist.exact import emd, emd_from_cost
 from wdist.gaussian import frechet_distance, gaussian_w2
 from wdist.losses import quantile_huber_loss, quantile_midpoints
 from wdist.one_d import quantile_function, wasserstein_1d
-from wdist.sinkhorn import sinkhorn
+from wdist.samples_loss import SamplesLoss
+from wdist.sinkhorn import (
+    SinkhornResult,
+    sinkhorn,
+    sinkhorn_from_cost,
+    sinkhorn_solve,
+    sinkhorn_solve_from_cost,
+)
 from wdist.sliced import sliced_wasserstein
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SamplesLoss",
+    "SinkhornResult",
     "WassersteinCritic",
     "certified_w1",
     "clip_weights_",
@@ -41,6 +50,9 @@ __all__ = [
     "quantile_midpoints",
     "set_validation",
     "sinkhorn",
+    "sinkhorn_from_cost",
+    "sinkhorn_solve",
+    "sinkhorn_solve_from_cost",
     "sliced_wasserstein",
     "spectral_normalize",
     "wasserstein_1d",

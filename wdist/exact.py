@@ -52,21 +52,23 @@ def _unit_cost(c64: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def emd_from_cost(
-    a: Any,
-    b: Any,
     cost: Any,
+    a: Any = None,
+    b: Any = None,
     *,
     return_plan: bool = False,
     num_iter_max: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Exact OT cost :math:`\min_{P \in U(a,b)} \langle P, C \rangle` for a given cost matrix.
 
-    The arguments come in POT's order (``ot.emd2(a, b, M)``).
+    The data come first and the weights after, as in every wdist function (``emd(x, y, a, b)``,
+    ``sinkhorn_from_cost(cost, a, b)``); POT's ``ot.emd2(a, b, M)`` order, used before 0.2, still
+    works with a ``DeprecationWarning``.
 
     Args:
-        a, b: ``[n]``, ``[m]`` non-negative weights (normalised here; uniform if None).
         cost: ``[n, m]`` cost matrix (tensor, numpy array or list), any sign: an integer cost is
             cast to the default float dtype, float16/bfloat16 to float32.
+        a, b: ``[n]``, ``[m]`` non-negative weights (normalised here; uniform if None).
         return_plan: also return the optimal plan ``[n, m]``.
         num_iter_max: simplex iteration cap (default ``max(1e5, 50 n m)``).
 
@@ -83,10 +85,18 @@ def emd_from_cost(
 
     Example::
 
-        >>> wdist.emd_from_cost(None, None, torch.tensor([[-2.0, -3.0], [-3.0, -2.0]]))
+        >>> wdist.emd_from_cost(torch.tensor([[-2.0, -3.0], [-3.0, -2.0]]))
         tensor(-3.)
     """
     import ot  # POT is only needed here; keep `import wdist` light
+
+    if np.ndim(b) == 2 and (cost is None or np.ndim(cost) == 1):  # POT's (a, b, M) order
+        warnings.warn(
+            "emd_from_cost(a, b, cost) is deprecated: pass emd_from_cost(cost, a, b)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        cost, a, b = b, cost, a
 
     cost = as_tensor(cost, "cost")
     if cost.dim() != 2 or 0 in cost.shape:
@@ -195,7 +205,7 @@ def emd(
         check_cost_range(spread, p, x.dtype)
     scale = 2.0 ** math.floor(math.log2(spread)) if 0 < spread < math.inf else 1.0
     out = emd_from_cost(
-        a, b, _ground_cost(x / scale, y / scale, p),
+        _ground_cost(x / scale, y / scale, p), a, b,
         return_plan=return_plan, num_iter_max=num_iter_max,
     )
     value, plan = out if return_plan else (out, None)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,15 @@ from wdist_apps.runtime import (
     check_resumable,
     load_checkpoint,
     progress,
+    rng_state,
     save_checkpoint,
+    scoped_settings,
     seed_everything,
+    set_rng_state,
+    stop_on_signal,
 )
 from wdist_apps.runtime.config import to_dict
+from wdist_apps.runtime.signals import StopFlag
 
 CHECKPOINT_KEYS = ("config", "net", "target_net", "optimizer", "counters")
 # config keys a --resume may change: budgets, logging, and how (not what) the learner computes
@@ -112,18 +116,21 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
 
     Writes ``out_dir/log.csv`` (one row per finished episode and every ``log_every_steps``) and
     ``out_dir/checkpoint.pt`` (atomically, every ``checkpoint_every_frames`` and at the end).
+    On SIGINT / SIGTERM the vector step under way finishes, the checkpoint is written and
+    :class:`~wdist_apps.runtime.Interrupted` is raised.
     """
-    out_dir = Path(out_dir)
+    # wdist's NaN/inf input checks cost a device sync per update on CUDA; the loss logged every
+    # log_every_steps is checked instead (FloatingPointError, last checkpoint intact).
+    with scoped_settings(threads=cfg.torch_threads, validation=device.type != "cuda",
+                         cuda_fast_math=device.type == "cuda"), stop_on_signal() as stop:
+        return _train(cfg, Path(out_dir), device, resume, time_limit_s, stop)
+
+
+def _train(cfg: QRDQNConfig, out_dir: Path, device: torch.device, resume: bool,
+           time_limit_s: float | None, stop: StopFlag) -> dict[str, Any]:
     ckpt_path = out_dir / "checkpoint.pt"
     start_time = time.monotonic()
     seed_everything(cfg.seed)
-    if cfg.torch_threads > 0:
-        torch.set_num_threads(cfg.torch_threads)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
     envs = VectorEnv(cfg)
     E, A = envs.num_envs, envs.num_actions
     net = build_network(cfg, A, envs.frame_shape).to(device)
@@ -145,8 +152,7 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
         counters = state["counters"]
         rng.bit_generator.state = state["numpy_rng"]
         sample_gen.set_state(state["sample_gen"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        random.setstate(state["python_rng"])
+        set_rng_state(state.get("rng", state))
         if state.get("replay") is not None:
             replay.load_state_dict(state["replay"])
             replay.end_episodes()  # the envs restart below
@@ -159,14 +165,14 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
             "net": net.state_dict(), "target_net": target_net.state_dict(),
             "optimizer": optimizer.state_dict(), "counters": dict(counters),
             "numpy_rng": rng.bit_generator.state, "sample_gen": sample_gen.get_state(),
-            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-            "replay": replay.state_dict() if cfg.save_replay else None,
+            "rng": rng_state(), "replay": replay.state_dict() if cfg.save_replay else None,
         }, ckpt_path)
 
     policy = torch.compile(net) if cfg.compile else net
     update_fn = _make_update(net, target_net, optimizer, cfg, device)
     logger = CSVLogger(out_dir / "log.csv", resume=resume,
-                       upto=("frames", counters["steps"] * envs.frames_per_step))
+                       upto=("frames", counters["steps"] * envs.frames_per_step),
+                       tensorboard="frames")
     fps_per_step = envs.frames_per_step
     total_steps = cfg.total_frames // fps_per_step
     ckpt_every_steps = max(1, cfg.checkpoint_every_frames // fps_per_step)
@@ -181,13 +187,10 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
     pending_updates = 0.0
     loss_sum, q_sum, n_losses = torch.zeros((), device=device), torch.zeros((), device=device), 0
     last_time, last_steps = time.monotonic(), counters["steps"]
-    # wdist's NaN/inf input checks cost a device sync per update on CUDA; the loss logged every
-    # log_every_steps is checked instead (FloatingPointError, last checkpoint intact).
-    wdist.set_validation(device.type != "cuda")
     bar = progress(total=total_steps * fps_per_step, initial=counters["steps"] * fps_per_step,
                    unit="frame", unit_scale=True, desc=f"qrdqn {cfg.env_id}")
     try:
-        while counters["steps"] < total_steps:
+        while counters["steps"] < total_steps and not stop.requested:
             if time_limit_s is not None and time.monotonic() - start_time > time_limit_s:
                 break
             # --- act: epsilon-greedy on the mean of the quantiles --------------------------------
@@ -251,11 +254,11 @@ def train(cfg: QRDQNConfig, out_dir: str | Path, device: torch.device, resume: b
                 checkpoint()
                 next_ckpt += ckpt_every_steps
     finally:
-        wdist.set_validation(True)
         bar.close()
         logger.close()
         envs.close()
     checkpoint()
+    stop.check(f"at frame {counters['steps'] * fps_per_step}, checkpoint {ckpt_path}")
     return dict(counters, frames=counters["steps"] * fps_per_step,
                 wall_s=time.monotonic() - start_time, net=net)
 

@@ -46,48 +46,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_train_args(parser: argparse.ArgumentParser, agent: str) -> None:
-    from wdist_apps.runtime.device import add_device_arg
+    from wdist_apps.runtime.run import add_run_args
 
     default = "the paper's Atari settings" if agent == "qrdqn" else "PQNConfig's CartPole"
-    parser.add_argument("--config", default=None,
-                        help=f"YAML under configs/qrdqn/ (default: {default})")
+    add_run_args(parser, "qrdqn", default_out=f"runs/{agent}", config_default=default)
     parser.add_argument("--env", dest="env_id", default=None,
                         help="gymnasium id, e.g. ALE/Pong-v5")
     parser.add_argument("--total-frames", type=int, default=None,
                         help="emulator frames to train for (Atari: 4 per agent step)")
     parser.add_argument("--num-envs", type=int, default=None, help="parallel environments")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override any config key, VALUE parsed as YAML (repeatable)")
-    parser.add_argument("--out", default=f"runs/{agent}",
-                        help="run folder (checkpoint.pt, log.csv)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUT/checkpoint.pt (appends to OUT/log.csv)")
-    parser.add_argument("--time-limit-min", type=float, default=None,
-                        help="stop training after this many minutes (checkpoint kept)")
     parser.add_argument("--eval-episodes", type=int, default=0,
                         help="after training, evaluate this many episodes into OUT/eval.csv")
-    add_device_arg(parser)
     parser.set_defaults(func=_train, agent=agent)
 
 
 def _train(args: argparse.Namespace) -> int:
-    import yaml
-
     from wdist_apps.qrdqn.run import train_and_report
+    from wdist_apps.runtime.run import config_file, config_overrides
 
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = yaml.safe_load(value)
-    flags = dict(env_id=args.env_id, total_frames=args.total_frames, num_envs=args.num_envs,
-                 seed=args.seed)
-    overrides.update({k: v for k, v in flags.items() if v is not None})  # flags given win
-    summary = train_and_report(args.config, overrides, args.out, args.device, args.resume,
-                               args.time_limit_min, args.eval_episodes, agent=args.agent)
+    overrides = config_overrides(args, env_id=args.env_id, total_frames=args.total_frames,
+                                 num_envs=args.num_envs, seed=args.seed)
+    summary = train_and_report(config_file(args), overrides, args.out, args.device, args.resume,
+                               args.time_limit, args.eval_episodes, agent=args.agent,
+                               overwrite=args.overwrite)
     for key in ("frames", "updates", "episodes", "wall_s", "eval_mean_return"):
         if key in summary:
             print(f"{key}: {summary[key]}")

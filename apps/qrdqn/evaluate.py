@@ -11,7 +11,7 @@ import torch
 from wdist_apps.qrdqn.config import QRDQNConfig
 from wdist_apps.qrdqn.envs import VectorEnv
 from wdist_apps.qrdqn.networks import QuantileNetwork, greedy_action
-from wdist_apps.runtime import CSVLogger, load_checkpoint
+from wdist_apps.runtime import CSVLogger, load_checkpoint, progress
 from wdist_apps.runtime.config import from_dict
 
 
@@ -56,6 +56,7 @@ def evaluate(
     budget = episodes - num_envs  # episodes still to start after the first batch
     active = np.ones(num_envs, dtype=bool)
     final = np.zeros(num_envs, dtype=bool)
+    bar = progress(total=episodes, desc="qrdqn eval", unit="episode")
     try:
         while active.any():
             with torch.no_grad():
@@ -67,6 +68,8 @@ def evaluate(
             final = step.terminated | step.truncated
             for e in np.flatnonzero(final & active):
                 returns.append(float(running[e]))
+                bar.update(1)
+                bar.set_postfix(ret=f"{running[e]:.1f}", refresh=False)
                 running[e] = 0.0
                 if budget > 0:
                     budget -= 1
@@ -74,6 +77,7 @@ def evaluate(
                     active[e] = False
             obs = step.obs
     finally:
+        bar.close()
         envs.close()
     if csv_path is not None:
         with CSVLogger(csv_path) as log:

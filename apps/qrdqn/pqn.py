@@ -32,7 +32,6 @@ actions), ``epsilon``, ``lr``, ``fps``; per finished game: ``episodic_return`` (
 from __future__ import annotations
 
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +49,15 @@ from wdist_apps.runtime import (
     check_resumable,
     load_checkpoint,
     progress,
+    rng_state,
     save_checkpoint,
+    scoped_settings,
     seed_everything,
+    set_rng_state,
+    stop_on_signal,
 )
 from wdist_apps.runtime.config import from_dict, to_dict
+from wdist_apps.runtime.signals import StopFlag
 
 
 @dataclass
@@ -188,7 +192,9 @@ def train(cfg: PQNConfig, out_dir: str | Path, device: torch.device, resume: boo
     """Train for ``cfg.total_frames`` (or until ``time_limit_s``, checked between rollouts).
 
     Writes ``out_dir/log.csv`` and ``out_dir/checkpoint.pt`` (every ``checkpoint_every_frames``
-    and at the end; ``resume=True`` continues from it, the envs restarting). Returns the counters
+    and at the end, and after the rollout under way on SIGINT / SIGTERM, which then raise
+    :class:`~wdist_apps.runtime.Interrupted`; ``resume=True`` continues from it, the envs
+    restarting). Returns the counters
     (``env_step``, ``update_steps``, ``grad_steps``, ``episodes``, ``frames``), ``wall_s`` and
     ``net``.
 
@@ -197,12 +203,17 @@ def train(cfg: PQNConfig, out_dir: str | Path, device: torch.device, resume: boo
         cfg = load_config(PQNConfig, "configs/qrdqn/pqn-cartpole.yaml")
         result = train(cfg, "runs/pqn", torch.device("cpu"))
     """
-    out_dir = Path(out_dir)
+    # no per-minibatch host sync on CUDA (wdist's input checks), restored afterwards
+    with scoped_settings(threads=cfg.torch_threads, validation=device.type != "cuda"), \
+            stop_on_signal() as stop:
+        return _train(cfg, Path(out_dir), device, resume, time_limit_s, stop)
+
+
+def _train(cfg: PQNConfig, out_dir: Path, device: torch.device, resume: bool,
+           time_limit_s: float | None, stop: StopFlag) -> dict[str, Any]:
     ckpt_path = out_dir / "checkpoint.pt"
     start_time = time.monotonic()
     seed_everything(cfg.seed)
-    if cfg.torch_threads > 0:
-        torch.set_num_threads(cfg.torch_threads)
     envs = VectorEnv(cfg)
     E, T, A = envs.num_envs, cfg.num_steps, envs.num_actions
     net = build_network(cfg, A, envs.frame_shape).to(device)
@@ -220,8 +231,7 @@ def train(cfg: PQNConfig, out_dir: str | Path, device: torch.device, resume: boo
         counters = state["counters"]
         rng.bit_generator.state = state["numpy_rng"]
         shuffle_gen.set_state(state["shuffle_gen"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        random.setstate(state["python_rng"])
+        set_rng_state(state.get("rng", state))
 
     def checkpoint() -> None:
         save_checkpoint({
@@ -229,7 +239,7 @@ def train(cfg: PQNConfig, out_dir: str | Path, device: torch.device, resume: boo
             "obs_shape": envs.frame_shape, "net": net.state_dict(),
             "optimizer": optimizer.state_dict(), "counters": dict(counters),
             "numpy_rng": rng.bit_generator.state, "shuffle_gen": shuffle_gen.get_state(),
-            "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+            "rng": rng_state(),
         }, ckpt_path)
 
     fps_per_step = envs.frames_per_step
@@ -239,7 +249,8 @@ def train(cfg: PQNConfig, out_dir: str | Path, device: torch.device, resume: boo
     ckpt_every = max(1, cfg.checkpoint_every_frames // fps_per_step)
     next_ckpt = (counters["env_step"] // ckpt_every + 1) * ckpt_every
     logger = CSVLogger(out_dir / "log.csv", resume=resume,
-                       upto=("frames", counters["env_step"] * fps_per_step))
+                       upto=("frames", counters["env_step"] * fps_per_step),
+                       tensorboard="frames")
 
     obs_dtype = torch.uint8 if envs.is_atari else torch.float32
     obs_buf = torch.empty((T, E, *((cfg.frame_stack,) if envs.is_atari else ()),
@@ -255,12 +266,11 @@ def train(cfg: PQNConfig, out_dir: str | Path, device: torch.device, resume: boo
     bar = progress(total=num_rollouts * steps_per_rollout * fps_per_step,
                    initial=counters["env_step"] * fps_per_step, unit="frame", unit_scale=True,
                    desc=f"pqn {cfg.env_id}")
-    wdist.set_validation(device.type != "cuda")  # no per-minibatch host sync on CUDA
     try:
         obs_t = torch.as_tensor(obs, device=device)
         with torch.no_grad():
             greedy, z = greedy_quantiles(net(obs_t))
-        while counters["env_step"] < num_rollouts * steps_per_rollout:
+        while counters["env_step"] < num_rollouts * steps_per_rollout and not stop.requested:
             if time_limit_s is not None and time.monotonic() - start_time > time_limit_s:
                 break
             rollout_start = time.monotonic()
@@ -319,11 +329,11 @@ def train(cfg: PQNConfig, out_dir: str | Path, device: torch.device, resume: boo
                 checkpoint()
                 next_ckpt += ckpt_every
     finally:
-        wdist.set_validation(True)
         bar.close()
         logger.close()
         envs.close()
     checkpoint()
+    stop.check(f"at frame {counters['env_step'] * fps_per_step}, checkpoint {ckpt_path}")
     return dict(counters, frames=counters["env_step"] * fps_per_step,
                 wall_s=time.monotonic() - start_time, net=net)
 

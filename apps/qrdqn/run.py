@@ -16,18 +16,20 @@ from wdist_apps.qrdqn.plot import plot_curves
 from wdist_apps.runtime import load_config, resolve_device
 from wdist_apps.runtime.config import to_dict
 from wdist_apps.runtime.machine import command_line, describe
+from wdist_apps.runtime.run import open_run_dir, snapshot_config
 
 
 def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: str | Path,
                      device: str | torch.device = "auto", resume: bool = False,
-                     time_limit_min: float | None = None, eval_episodes: int = 0,
-                     agent: str = "qrdqn") -> dict[str, Any]:
+                     time_limit_s: float | None = None, eval_episodes: int = 0,
+                     agent: str = "qrdqn", overwrite: bool = False) -> dict[str, Any]:
     """Train ``agent`` ("qrdqn" or "pqn", the quantile PQN) with ``config`` (+ ``overrides``)
-    into ``out``; plot; optionally evaluate."""
+    into the run folder ``out`` (refused when it holds a run, unless ``resume`` or
+    ``overwrite``); plot; optionally evaluate."""
     if eval_episodes < 0:
         raise ValueError(f"eval_episodes must be >= 0, got {eval_episodes}")
-    if time_limit_min is not None and time_limit_min <= 0:
-        raise ValueError(f"time_limit_min must be > 0, got {time_limit_min}")
+    if time_limit_s is not None and time_limit_s <= 0:
+        raise ValueError(f"time_limit_s must be > 0, got {time_limit_s}")
     if agent not in ("qrdqn", "pqn"):
         raise ValueError(f"agent must be 'qrdqn' or 'pqn', got {agent!r}")
     device = resolve_device(device)
@@ -39,9 +41,9 @@ def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: 
     else:
         cfg = load_config(QRDQNConfig, config, overrides)
         train_fn, loss_column, title = train, "loss", "QR-DQN learning curve"
-    out = Path(out)
-    result = train_fn(cfg, out, device, resume=resume,
-                      time_limit_s=None if time_limit_min is None else 60.0 * time_limit_min)
+    out = open_run_dir(out, resume=resume, overwrite=overwrite)
+    snapshot_config(out, cfg)
+    result = train_fn(cfg, out, device, resume=resume, time_limit_s=time_limit_s)
     plot_curves([out / "log.csv"], out / "curve.png", labels=[cfg.env_id],
                 loss_column=loss_column, title=title)
     summary: dict[str, Any] = {k: v for k, v in result.items() if k != "net"}

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from wdist_apps.runtime.run import builtin_configs, find_config  # noqa: F401 - re-exported
+
 T = TypeVar("T")
 
 
@@ -76,16 +78,6 @@ def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
         else:
             kwargs[key] = _coerce(key, value, hint)
     return cls(**kwargs)
-
-
-def builtin_configs(app: str) -> Path:
-    """The folder of ``app``'s shipped configs: ``configs/<app>`` in a repository checkout, the
-    copy the wheel carries as ``apps/configs/<app>`` in an installed one."""
-    for root in (Path(__file__).resolve().parents[2] / "configs",  # the repository
-                 Path(__file__).resolve().parents[1] / "configs"):  # the installed wheel
-        if (root / app).is_dir():
-            return root / app
-    raise FileNotFoundError(f"the built-in configs of {app!r} are missing from this install")
 
 
 def load_config(

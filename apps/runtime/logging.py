@@ -1,4 +1,5 @@
-"""Append-only CSV training logs (one row per logging step; pandas / TensorBoard-importable)."""
+"""Append-only CSV training logs (one row per logging step), mirrored to TensorBoard event files
+when the ``tensorboard`` package is installed."""
 
 from __future__ import annotations
 
@@ -18,10 +19,14 @@ class CSVLogger:
     Resuming first drops a torn last row (a crash mid-write) and, with ``upto=(column, value)``,
     the rows whose ``column`` exceeds ``value``: those logged after the checkpoint a run resumes
     from, which it is about to log again. ``last`` is the last row kept (``{}`` when none).
+
+    ``tensorboard``: the column that holds the step (e.g. ``"step"``, ``"frames"``); when given
+    and the ``tensorboard`` package is installed, every numeric cell is also written as a scalar
+    to event files under ``<folder of path>/tensorboard`` (``tensorboard --logdir`` reads them).
     """
 
     def __init__(self, path: str | Path, resume: bool = False,
-                 upto: tuple[str, float] | None = None) -> None:
+                 upto: tuple[str, float] | None = None, tensorboard: str | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fields: list[str] | None = None
@@ -38,6 +43,8 @@ class CSVLogger:
         else:
             self._fh = self.path.open("w", newline="")
         self._writer = csv.writer(self._fh)
+        self._step_key = tensorboard
+        self._tb = _summary_writer(self.path.parent / "tensorboard") if tensorboard else None
 
     def log(self, row: dict[str, Any]) -> None:
         if self.fields is None:
@@ -48,15 +55,39 @@ class CSVLogger:
             raise KeyError(f"log row has columns {sorted(extra)} not in the header {self.fields}")
         self._writer.writerow([_fmt(row.get(k, "")) for k in self.fields])
         self._fh.flush()
+        if self._tb is not None and _number(row.get(self._step_key)) is not None:
+            step = int(_number(row[self._step_key]))
+            for key, value in row.items():
+                if key != self._step_key and _number(value) is not None:
+                    self._tb.add_scalar(key, _number(value), step)
 
     def close(self) -> None:
         self._fh.close()
+        if self._tb is not None:
+            self._tb.close()
 
     def __enter__(self) -> CSVLogger:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _summary_writer(folder: Path) -> Any:
+    """TensorBoard's writer, or None when the optional ``tensorboard`` package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(folder))
+
+
+def _number(v: Any) -> float | None:
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
 
 
 def _fmt(v: Any) -> Any:

@@ -25,6 +25,7 @@ Image tasks give samples ``[C, H, W]`` (the MLP flattens them, the CNN uses them
 from __future__ import annotations
 
 import csv
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -226,11 +227,17 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if not path.is_file():
         raise FileNotFoundError(f"feature file not found: {path}")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as f:
-            if "X" not in f:
-                raise ValueError(f"{path}: an .npz feature file needs an array 'X'; has {list(f)}")
-            X = np.asarray(f["X"])
-            y = np.asarray(f["y"]) if "y" in f else None
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if not hasattr(f, "files"):  # a bare .npy saved under an .npz name
+                    raise ValueError("it holds one array, not named arrays")
+                if "X" not in f:
+                    raise ValueError(f"an .npz feature file needs an array 'X'; has {list(f)}")
+                X = np.asarray(f["X"])
+                y = np.asarray(f["y"]) if "y" in f else None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path}: not a readable .npz feature file ({err or 'empty'})"
+                             ) from None
     elif path.suffix == ".csv":
         with path.open(newline="") as fh:
             rows = list(csv.reader(fh))
@@ -251,6 +258,7 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise ValueError(f"{path}: expected a .npz or .csv feature file, got {path.suffix!r}")
     if X.ndim != 2 or len(X) == 0:
         raise ValueError(f"{path}: features must be a non-empty [n, d] array, got {X.shape}")
+    _check_values(X, path, first_row=2 if path.suffix == ".csv" else 0)
     if y is not None:
         if y.shape != (len(X),):
             raise ValueError(f"{path}: labels must have shape [{len(X)}], got {y.shape}")
@@ -262,6 +270,29 @@ def load_features(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
                              f"such as {y[:3].tolist()}")
         y = y.astype(np.int64)
     return _f32(X), y
+
+
+MAX_ABS_FEATURE = 1e15  # beyond this, float32 sums of squares overflow (about 3.4e38)
+
+
+def _check_values(X: np.ndarray, path: Path, first_row: int) -> None:
+    """A ``ValueError`` naming the file and the row (a CSV's line, an .npz's 0-based row) of the
+    first non-numeric, infinite or out-of-range feature: float32 training turns them into
+    NaN or garbage without saying so."""
+    if X.dtype.kind not in "iubf":
+        raise ValueError(f"{path}: features must be numeric, got {X.dtype}")
+    where = "line" if first_row else "row"
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{path}: {where} {i + first_row} holds a NaN or infinite feature "
+                         f"({int(bad.sum())} such rows)")
+    big = np.abs(X).max(axis=1) > MAX_ABS_FEATURE
+    if big.any():
+        i = int(np.flatnonzero(big)[0])
+        raise ValueError(f"{path}: {where} {i + first_row} holds a feature of magnitude "
+                         f"{np.abs(X[i]).max():.3g}, beyond {MAX_ABS_FEATURE:.0e} (float32 "
+                         "training would overflow); rescale the features, e.g. standardise them")
 
 
 def make_files_task(source_path: str | Path, target_path: str | Path, seed: int = 0) -> DomainTask:

@@ -17,6 +17,7 @@ if given, are only logged (curves), never used for any decision.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
@@ -35,7 +36,16 @@ from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.utils import check_random_state
 from torch import nn
 
-from wdist_apps.runtime import CSVLogger, load_checkpoint, progress, resolve_device, save_checkpoint
+from wdist_apps.runtime import (
+    CSVLogger,
+    load_checkpoint,
+    progress,
+    resolve_device,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    stop_on_signal,
+)
 from wdist_apps.wdgrl.methods import (
     METHODS,
     Aligner,
@@ -141,7 +151,9 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             continues from it (same seed -> the same final model as an uninterrupted run). The
             checkpoint must come from the same parameters (``epochs``, except for DANN,
             ``verbose`` and ``device`` may change) and the same data, else ``ValueError`` names
-            what differs. A missing file starts a fresh run, which then writes it.
+            what differs. A missing file starts a fresh run, which then writes it. On SIGINT /
+            SIGTERM the epoch under way finishes and is checkpointed, then
+            :class:`~wdist_apps.runtime.Interrupted` is raised.
         log_csv : one row per epoch (see :attr:`history_`); on resume it is rewritten from the
             checkpoint's history, so it always matches the checkpoint.
         """
@@ -227,9 +239,7 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             self.aligner_.load_state_dict(ck["aligner"])
             opt.load_state_dict(ck["optimizer"])
             gen.set_state(ck["generator"].cpu())
-            torch.set_rng_state(ck["torch_rng"].cpu())
-            if device.type == "cuda" and ck.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
+            set_rng_state(ck.get("rng", ck))
             self.history_, best, start = ck["history"], ck["best"], ck["epoch"]
             if ck["stopped"]:  # early-stopped: nothing left to train
                 start = self.n_epochs_
@@ -241,7 +251,9 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         quiet = {} if self.verbose else {"disable": True}
         bar = progress(range(start, self.n_epochs_), total=self.n_epochs_, initial=start,
                        desc=self.method, **quiet)
-        try:
+        # a signal stops after the epoch under way and its checkpoint (nothing to save without one)
+        with stop_on_signal(enabled=checkpoint is not None) as stop_signal, \
+                logger or contextlib.nullcontext():
             for epoch in bar:
                 t0 = time.perf_counter()
                 row = self._train_epoch(xs, ys_t, xt, opt, gen, epoch, steps)
@@ -257,20 +269,16 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
                     save_checkpoint({
                         "extractor": self.extractor_.state_dict(), "head": self.head_.state_dict(),
                         "aligner": self.aligner_.state_dict(), "optimizer": opt.state_dict(),
-                        "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state(device)
-                        if device.type == "cuda" else None,
+                        "generator": gen.get_state(), "rng": rng_state(),
                         "history": self.history_, "best": best, "epoch": epoch + 1,
                         "stopped": stop,
                         "params": self.get_params(), "fingerprint": fingerprint,
                     }, checkpoint)
                 if logger:  # after the checkpoint: an interrupt cannot log a row twice
                     logger.log(row)
+                stop_signal.check(f"after epoch {epoch + 1}, checkpoint {checkpoint}")
                 if stop:
                     break
-        finally:
-            if logger:
-                logger.close()
         if self.patience is not None and best["state"] is not None:
             self.extractor_.load_state_dict(best["state"]["extractor"])
             self.head_.load_state_dict(best["state"]["head"])

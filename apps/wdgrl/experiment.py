@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wdist_apps.runtime import progress
 from wdist_apps.runtime.config import ConfigError, coerce
 from wdist_apps.wdgrl.data import DomainTask, make_task
 from wdist_apps.wdgrl.estimator import WDGRLClassifier
@@ -217,7 +218,7 @@ def w1_check(
                              lam=refit_lam, optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-3))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(wide.optimizer, max(refit_steps, 1))
     refit, best_state = 0.0, copy.deepcopy(wide.module.state_dict())
-    for step in range(1, refit_steps + 1):
+    for step in progress(range(1, refit_steps + 1), desc="W1 check: critic refit", leave=False):
         wide.step(hs, ht)
         sched.step()
         if step % 100 == 0 or step == refit_steps:

@@ -12,6 +12,7 @@ import torch
 from wdist_apps.runtime import load_config, resolve_device
 from wdist_apps.runtime.config import builtin_configs
 from wdist_apps.runtime.machine import machine_info, markdown_header
+from wdist_apps.runtime.run import open_run_dir, snapshot_config
 from wdist_apps.wdgrl.experiment import ALL_METHODS, PEER, WDGRLConfig, build_task, run_experiment
 from wdist_apps.wdgrl.otda import BENCH_ROWS, OT_METHODS
 from wdist_apps.wdgrl.plots import plot_curves, plot_features, plot_summary
@@ -23,12 +24,15 @@ BENCH = ("moons10", "moons30", "moons50", "moons70", "moons90", "mnist_digits", 
 
 def run_one(
     config: str | Path, overrides: dict[str, Any], out: str | Path, device: str,
-    resume: bool = False,
+    resume: bool = False, overwrite: bool = False,
 ) -> dict[str, Any]:
-    """``wdist wdgrl --config ...``: one task, all its methods × seeds, table + plots."""
-    cfg = _load(config, overrides)
-    out = Path(out)
+    """``wdist wdgrl run --config ...``: one task, all its methods × seeds, table + plots. A
+    folder that already holds this task's run is refused unless ``resume`` or ``overwrite``."""
+    cfg = _available(_load(config, overrides))
+    out = open_run_dir(out, resume=resume, overwrite=overwrite,
+                       owned=(f"runs/{cfg.name}/*", f"{cfg.name}.json"))
     _check_resume(resume, out / "runs" / cfg.name)
+    snapshot_config(out / "runs" / cfg.name, cfg)
     result = _run(cfg, out, device, resume, verbose=True)
     rows = [_public(result)]
     write_report(rows, out, f"{cfg.name}", device)
@@ -37,20 +41,24 @@ def run_one(
 
 def run_bench(
     out: str | Path, device: str, seeds: int | None = None, epochs: int | None = None,
-    resume: bool = False, methods: list[str] | None = None,
+    resume: bool = False, overwrite: bool = False, methods: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """``wdist wdgrl bench``: every task in :data:`BENCH` × its methods × seeds.
 
     ``methods``: only these (those a task's config lists), written to ``bench_<m1>+<m2>...``
     instead of ``bench``, e.g. the classical OT rows alone."""
-    out = Path(out)
+    configs = [_available(_load(CONFIG_DIR / f"{name}.yaml", {"seeds": seeds, "epochs": epochs}),
+                          quiet=i > 0)
+               for i, name in enumerate(BENCH)]
+    if methods:
+        for cfg in configs:
+            cfg.methods = [m for m in cfg.methods if m in methods]
+    report = "bench" if not methods else "bench_" + "+".join(methods)
+    out = open_run_dir(out, resume=resume, overwrite=overwrite,
+                       owned=("runs/*", f"{report}.json"))
     _check_resume(resume, out / "runs")
     rows = []
-    report = "bench" if not methods else "bench_" + "+".join(methods)
-    for name in BENCH:
-        cfg = _load(CONFIG_DIR / f"{name}.yaml", {"seeds": seeds, "epochs": epochs})
-        if methods:
-            cfg.methods = [m for m in cfg.methods if m in methods]
+    for name, cfg in zip(BENCH, configs, strict=True):
         print(f"[wdgrl bench] {name}: {cfg.methods} x {cfg.seeds} seeds", flush=True)
         rows.append(_public(_run(cfg, out, device, resume, verbose=False)))
         write_report(rows, out, report, device)  # partial results survive a Ctrl-C
@@ -58,11 +66,34 @@ def run_bench(
 
 
 def _load(config: str | Path, overrides: dict[str, Any]) -> WDGRLConfig:
-    """The config with command-line overrides; ``epochs`` goes to its ``estimator:`` block."""
-    overrides = dict(overrides)
-    epochs = overrides.pop("epochs", None)
-    cfg = load_config(WDGRLConfig, config, overrides)
-    return cfg.set(epochs=epochs) if epochs is not None else cfg
+    """The config with command-line overrides; ``epochs``, any other estimator parameter and
+    ``estimator.KEY`` (``--set lr=0.01`` or ``--set estimator.lr=0.01``) go to its
+    ``estimator:`` block, the rest to the top level."""
+    top, est = {}, {}
+    for key, value in overrides.items():
+        name = key.removeprefix("estimator.")
+        if value is not None and (name != key or name in WDGRLConfig().params):
+            est[name] = value
+        else:
+            top[key] = value
+    cfg = load_config(WDGRLConfig, config, top)
+    return cfg.set(**est) if est else cfg
+
+
+def _available(cfg: WDGRLConfig, quiet: bool = False) -> WDGRLConfig:
+    """``cfg`` without the methods whose optional package is missing (one line says which),
+    checked before any training starts."""
+    if PEER in cfg.methods:
+        try:
+            import skada.deep  # noqa: F401
+            import skorch  # noqa: F401
+        except ImportError as err:  # not only ModuleNotFoundError: a broken install counts too
+            if not quiet:
+                print(f"[wdgrl] skipping {PEER}: it needs the bench extra, pip install "
+                      f"'wdist[bench]' (skada and skorch; {type(err).__name__}: {err})",
+                      flush=True)
+            cfg.methods = [m for m in cfg.methods if m != PEER]
+    return cfg
 
 
 def _check_resume(resume: bool, runs: Path) -> None:
@@ -167,10 +198,23 @@ def write_report(rows: list[dict[str, Any]], out: Path, name: str, device: str) 
     lines += ["", markdown_header(meta), ""]
     md = out / f"{name}.md"
     md.write_text("\n".join(lines))
-    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "tasks": rows}, indent=1,
-                                                 default=_json_default))
+    # strict JSON: a value that is not a number (no W1 for a method without a critic) is null
+    (out / f"{name}.json").write_text(json.dumps(_finite({"meta": meta, "tasks": rows}),
+                                                 indent=1, default=_json_default,
+                                                 allow_nan=False))
     plot_summary(rows, methods, out / f"{name}_accuracy.png")
     return md
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (numpy's too) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
 
 
 def _fresh(check: dict[str, Any]) -> str:

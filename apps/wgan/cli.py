@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from wdist_apps.runtime import add_device_arg
+from wdist_apps.runtime.run import add_run_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,19 +14,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "wgan", help="WGAN generator: weight clipping, gradient penalty or spectral norm",
         description="Train and evaluate Wasserstein GANs on the wdist critic.",
     )
-    sub = parser.add_subparsers(dest="wgan_command", metavar="SUBCOMMAND", required=True)
+    sub = parser.add_subparsers(dest="wgan_command", metavar="{train,sample,eval,results}",
+                                required=True)
 
     train = sub.add_parser("train", help="train a generator (CSV log, samples, checkpoints)")
-    train.add_argument("--config", type=Path, help="YAML config (configs/wgan/*.yaml)")
+    add_run_args(train, "wgan", default_out=None,
+                 config_default="8 Gaussians, gradient penalty; --out: the config's out_dir")
     train.add_argument("--lipschitz", choices=("clip", "gp", "sn"), help="Lipschitz method")
     train.add_argument("--data", help="toy set, mnist, digits, an image folder or a .npz file")
     train.add_argument("--steps", type=int, help="generator iterations")
     train.add_argument("--seed", type=int)
-    train.add_argument("--out", dest="out_dir", help="run directory")
     train.add_argument("--features", type=Path,
                        help="TorchScript or state-dict feature extractor for the Fréchet distance")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    add_device_arg(train)
     train.set_defaults(func=_train)
 
     sample = sub.add_parser(
@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     sample.add_argument("--out", type=Path, default=Path("grid.png"),
                         help="a .png (grid) or .npz (raw samples) path (default grid.png)")
+    sample.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--no-ema", action="store_true", help="use the raw generator")
     add_device_arg(sample)
@@ -54,15 +55,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_arg(evaluate)
     evaluate.set_defaults(func=_eval)
 
-    results = sub.add_parser("results", help="regenerate results/wgan (toys ~10 min, MNIST "
-                             "~10 min per run on 2 idle cores)")
-    results.add_argument("--out", type=Path, default=Path("results/wgan"))
+    results = sub.add_parser("results", help="the results tables and figures: toys ~10 min, "
+                             "MNIST ~10 min per run on 2 idle cores (--out results/wgan "
+                             "regenerates the committed ones)")
+    results.add_argument("--out", type=Path, default=Path("runs/wgan/results"),
+                         help="output folder (default: runs/wgan/results; the committed tables "
+                         "are regenerated with --out results/wgan)")
     results.add_argument("--mnist-steps", type=int, help="MNIST generator iterations per run")
     results.add_argument("--toy-steps", type=int, help="toy generator iterations per run")
     results.add_argument("--parts", nargs="+", choices=("toy", "mnist"), default=["toy", "mnist"])
-    results.add_argument("--mnist-config", type=Path,
-                         help="one config for every method (default: configs/wgan/mnist.yaml "
-                         "for gp, mnist_sn.yaml for sn, mnist_clip.yaml for clip)")
+    results.add_argument("--mnist-config", metavar="NAME|FILE",
+                         help="one config for every method, a built-in name or a YAML file "
+                         "(default: mnist for gp, mnist_sn for sn, mnist_clip for clip)")
     results.add_argument("--methods", nargs="+", choices=("clip", "gp", "sn"),
                          default=["gp", "sn"], help="MNIST methods (default gp sn)")
     results.add_argument("--seeds", nargs="+", type=int, default=[0],
@@ -72,14 +76,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from wdist_apps.runtime import load_config, resolve_device
+    from wdist_apps.runtime import load_config, open_run_dir, resolve_device
+    from wdist_apps.runtime.run import config_file, config_overrides
     from wdist_apps.wgan.config import WGANConfig
     from wdist_apps.wgan.trainer import Trainer
 
-    overrides = {k: getattr(args, k) for k in ("lipschitz", "data", "steps", "seed", "out_dir")}
-    cfg = load_config(WGANConfig, args.config, overrides)
+    overrides = config_overrides(args, lipschitz=args.lipschitz, data=args.data,
+                                 steps=args.steps, seed=args.seed, out_dir=args.out)
+    cfg = load_config(WGANConfig, config_file(args), overrides)
+    open_run_dir(cfg.out_dir, resume=args.resume, overwrite=args.overwrite)
     trainer = Trainer(cfg, resolve_device(args.device), features=args.features)
-    metrics = trainer.fit(resume=args.resume)
+    metrics = trainer.fit(resume=args.resume, time_limit_s=args.time_limit)
     print(f"run directory: {trainer.run_dir}")
     print("final metrics: " + ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
@@ -117,6 +124,9 @@ def _sample(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".png", ".npz"):
         raise ValueError(f"--out must end in .png (a grid) or .npz (raw samples), got {args.out}")
+    if args.out.is_dir() or (args.out.exists() and not args.overwrite):
+        raise FileExistsError(f"--out {args.out} already exists: pass --overwrite to replace it, "
+                              "or another --out")
     trainer = _load(args)
     gen = trainer.generator if args.no_ema else trainer.sampler
     rng = torch.Generator().manual_seed(args.seed)
@@ -168,10 +178,12 @@ def _inception_fid(trainer, args: argparse.Namespace) -> dict:
 
 def _results(args: argparse.Namespace) -> int:
     from wdist_apps.runtime import resolve_device
+    from wdist_apps.runtime.run import find_config
     from wdist_apps.wgan.results import regenerate
 
+    config = find_config("wgan", args.mnist_config) if args.mnist_config else None
     written = regenerate(args.out, resolve_device(args.device), args.mnist_steps, args.toy_steps,
-                         tuple(args.parts), args.mnist_config, tuple(args.methods),
+                         tuple(args.parts), config, tuple(args.methods),
                          tuple(args.seeds))
     for path in written:
         print(path)

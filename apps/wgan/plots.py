@@ -23,11 +23,13 @@ def save_samples_npz(samples: torch.Tensor, path: str | Path, is_toy: bool = Fal
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if is_toy:
-        np.savez(path, points=samples.detach().float().cpu().numpy())
+        arrays = {"points": samples.detach().float().cpu().numpy()}
     else:
         if samples.dim() != 4:
             raise ValueError(f"images must be [N, C, H, W], got {tuple(samples.shape)}")
-        np.savez(path, images=to_uint8(samples).numpy())
+        arrays = {"images": to_uint8(samples).numpy()}
+    with path.open("wb") as fh:  # a file object: numpy appends no ".npz" to a name like x.NPZ
+        np.savez(fh, **arrays)
     return path
 
 

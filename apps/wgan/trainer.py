@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 import wdist
 from wdist_apps.runtime import (
@@ -28,8 +27,12 @@ from wdist_apps.runtime import (
     check_resumable,
     load_checkpoint,
     progress,
+    rng_state,
     save_checkpoint,
     seed_everything,
+    set_rng_state,
+    snapshot_config,
+    stop_on_signal,
 )
 from wdist_apps.wgan.config import WGANConfig
 from wdist_apps.wgan.data import load_images, sample_toy
@@ -45,8 +48,8 @@ LOG_COLUMNS = ("step", "critic_loss", "w1_estimate", "gp", "grad_norm", "generat
 N_GRID = 64
 DIGIT_SHAPES = ((1, 28, 28), (1, 32, 32))  # scored by the shipped digit classifier by default
 # what sample/eval read from a checkpoint (load_state_dict's keys and the data shape)
-CHECKPOINT_KEYS = ("config", "step", "generator", "critic", "g_optimizer", "ema", "torch_rng",
-                   "cuda_rng", "data_rng", "shape")
+CHECKPOINT_KEYS = ("config", "step", "generator", "critic", "g_optimizer", "ema", "data_rng",
+                   "shape")
 
 
 def _scalars(metrics: dict) -> dict:
@@ -230,8 +233,7 @@ class Trainer:
             "critic": self.critic.state_dict(),
             "g_optimizer": self.g_optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "rng": rng_state(),
             "data_rng": self.data_rng.get_state(),
             "shape": self.shape,
         }
@@ -244,10 +246,7 @@ class Trainer:
         self.g_optimizer.load_state_dict(state["g_optimizer"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
-        # RNG states must be CPU byte tensors, whatever map_location the checkpoint was read with
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        set_rng_state(state.get("rng", state))
         self.data_rng.set_state(state["data_rng"].cpu())
 
     @property
@@ -255,22 +254,20 @@ class Trainer:
         return self.run_dir / "checkpoint.pt"
 
     # ------------------------------------------------------------------ the run
-    def fit(self, resume: bool = False) -> dict:
+    def fit(self, resume: bool = False, time_limit_s: float | None = None) -> dict:
         """Train to ``cfg.steps`` generator iterations; returns the final metrics. ``resume``
-        continues from ``run_dir/checkpoint.pt`` (``FileNotFoundError`` when there is none)."""
+        continues from ``run_dir/checkpoint.pt`` (``FileNotFoundError`` when there is none; a
+        ``ValueError`` when that run is already past ``cfg.steps``). ``time_limit_s``: stop after
+        the step that crosses it, with a checkpoint. On SIGINT / SIGTERM the step under way
+        finishes, a checkpoint is written and :class:`Interrupted` is raised."""
         cfg = self.cfg
+        deadline = time.perf_counter() + (time_limit_s or float("inf"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
-            if not self.checkpoint_path.is_file():
-                raise FileNotFoundError(
-                    f"--resume: no checkpoint at {self.checkpoint_path} (run without --resume "
-                    "to start a fresh run)"
-                )
-            self.load_state_dict(load_checkpoint(self.checkpoint_path, self.device,
-                                                 require=CHECKPOINT_KEYS, kind="WGAN"))
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg)))
+            self._resume()
+        snapshot_config(self.run_dir, cfg)
         logger = CSVLogger(self.run_dir / "log.csv", resume=resume and self.step > 0,
-                           upto=("step", self.step))
+                           upto=("step", self.step), tensorboard="step")
         if self.step == 0:
             logger.log({k: "" for k in LOG_COLUMNS} | {"step": 0, **_scalars(self.evaluate())})
         bar = progress(range(self.step, cfg.steps), total=cfg.steps, initial=self.step,
@@ -278,7 +275,7 @@ class Trainer:
         # time_s counts on from the resumed run's last logged row
         start = time.perf_counter() - float(logger.last.get("time_s") or 0.0)
         seen, elapsed = 0, 0.0
-        with logger:
+        with logger, stop_on_signal() as stop:
             for _ in bar:
                 t0 = time.perf_counter()
                 stats = self.train_step()
@@ -302,11 +299,29 @@ class Trainer:
                     seen, elapsed = 0, 0.0
                 if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
                     self.save_samples()
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                out_of_time = time.perf_counter() > deadline
+                if (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+                        or stop.requested or out_of_time):
                     save_checkpoint(self.state_dict(), self.checkpoint_path)
+                stop.check(f"at step {self.step}, checkpoint {self.checkpoint_path}")
+                if out_of_time:
+                    break
+        bar.close()
         metrics = {"step": self.step, **self.evaluate(use_ema=cfg.ema)}
         if cfg.is_toy and cfg.ema:
             metrics["w1_exact_raw"] = self.evaluate(use_ema=False)["w1_exact"]
         (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         return metrics
 
+    def _resume(self) -> None:
+        if not self.checkpoint_path.is_file():
+            raise FileNotFoundError(
+                f"--resume: no checkpoint at {self.checkpoint_path} (run without --resume "
+                "to start a fresh run)"
+            )
+        self.load_state_dict(load_checkpoint(self.checkpoint_path, self.device,
+                                             require=CHECKPOINT_KEYS, kind="WGAN"))
+        if self.step > self.cfg.steps:
+            raise ValueError(f"--resume: the run in {self.run_dir} is already at step "
+                             f"{self.step}, past steps={self.cfg.steps}; ask for more steps "
+                             "(e.g. --steps) to train further")

@@ -10,7 +10,7 @@ from wdist_apps.runtime import add_device_arg
 EMBEDDINGS_HELP = (
     "word2vec (text/binary), GloVe text, gensim KeyedVectors file, a directory saved by "
     "Embeddings.save, or 'lee' for a word2vec model trained on gensim's bundled Lee corpus "
-    "(trained once, cached)"
+    "(trained once, about 20 s of CPU, then cached)"
 )
 
 
@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Word Mover's Distance between documents, k-NN search and classification",
         description="Word Mover's Distance (Kusner et al., ICML 2015) on the wdist core.",
     )
-    sub = parser.add_subparsers(dest="wmd_command", metavar="SUBCOMMAND", required=True)
+    sub = parser.add_subparsers(dest="wmd_command", metavar="{distance,knn,classify}",
+                                required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--embeddings", required=True, metavar="FILE", help=EMBEDDINGS_HELP)
@@ -77,15 +78,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--method", choices=("prune", "brute", "sinkhorn"), default="prune")
     p.add_argument(
         "--out",
-        default="results/wmd/predictions.csv",
-        help="CSV of predictions, appended batch by batch (default: %(default)s)",
+        default="runs/wmd/predictions.csv",
+        help="CSV of predictions, appended batch by batch (default: %(default)s); what it "
+        "classifies (the --test file and its SHA-256) is recorded beside it in OUT.json",
     )
     p.add_argument("--batch", type=int, default=64, help="test documents per logged batch")
-    p.add_argument(
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
         "--resume",
         action="store_true",
-        help="keep the rows already in --out and classify only the rest",
+        help="keep the rows already in --out and classify only the rest (the same --test only)",
     )
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace an existing --out instead of refusing to")
     _add_scheduler_arg(p)
     p.set_defaults(func=_with_scheduler(_classify))
 
@@ -181,12 +186,17 @@ def _knn(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
+    import json
+
     import numpy as np
 
     from wdist_apps.runtime import CSVLogger, progress
+    from wdist_apps.runtime.checkpoint import atomic_write
     from wdist_apps.wmd.corpus import read_corpus
 
     _check_at_least_one(args, "k", "batch")
+    out = Path(args.out)
+    source = _check_out(out, args)
     train = read_corpus(args.train, labels_from_dirs=True)
     test = read_corpus(args.test, labels_from_dirs=True)
     for name, c in (("--train", train), ("--test", test)):
@@ -200,10 +210,8 @@ def _classify(args: argparse.Namespace) -> int:
         raise ValueError(f"-k {args.k} is more than the {keep.size} --train documents with an "
                          "in-vocabulary word")
     clf.fit(tr.subset(keep), [train.labels[i] for i in keep])
-    out = Path(args.out)
-    if args.resume and out.is_file():
-        _check_predictions_header(out)
     te = wmd.transform(test.texts)
+    atomic_write(_source_file(out), lambda fh: fh.write(json.dumps(source, indent=1).encode()))
     with CSVLogger(out, resume=args.resume) as log:
         # read after CSVLogger dropped a torn last row, whose document is classified again
         done = {row["id"] for row in _rows(out)}
@@ -235,6 +243,49 @@ def _check_at_least_one(args: argparse.Namespace, *names: str) -> None:
 
 
 PREDICTION_COLUMNS = ["id", "label", "predicted"]
+
+
+def _check_out(out: Path, args: argparse.Namespace) -> dict[str, str]:
+    """Refuse an ``--out`` that would lose or mix up earlier predictions: an existing file
+    without ``--resume`` / ``--overwrite``, or a ``--resume`` of predictions made for another
+    ``--test`` corpus (checked by its SHA-256). Returns what to record about this one."""
+    import json
+
+    if out.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder; expected a CSV file path")
+    source = {"test": str(Path(args.test).resolve()), "test_sha256": _digest(Path(args.test))}
+    if not out.is_file() or out.stat().st_size == 0 or args.overwrite:
+        return source
+    if not args.resume:
+        raise FileExistsError(f"--out {out} already holds predictions: pass --resume to "
+                              "continue them, --overwrite to replace them, or another --out")
+    _check_predictions_header(out)
+    recorded = _source_file(out)
+    if recorded.is_file():
+        old = json.loads(recorded.read_text())
+        if old.get("test_sha256") != source["test_sha256"]:
+            raise ValueError(
+                f"--resume: the predictions in {out} are for --test {old.get('test')} (SHA-256 "
+                f"{str(old.get('test_sha256'))[:12]}...), not {args.test} (SHA-256 "
+                f"{source['test_sha256'][:12]}...); use another --out or --overwrite")
+    return source
+
+
+def _source_file(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a corpus file, or of a folder's files (relative names and contents)."""
+    import hashlib
+
+    sha = hashlib.sha256()
+    if path.is_file():
+        sha.update(path.read_bytes())
+    for f in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []:
+        sha.update(str(f.relative_to(path)).encode() + b"\0")
+        sha.update(f.read_bytes())
+    return sha.hexdigest()
 
 
 def _check_predictions_header(path: Path) -> None:

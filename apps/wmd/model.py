@@ -422,7 +422,7 @@ def exact_wmd(x: torch.Tensor, a: np.ndarray, y: torch.Tensor, b: np.ndarray) ->
     valid inputs; the checks cost 60% of a 15 x 18 solve in the search's hot loop)."""
     cost = torch.cdist(x, y, compute_mode=bounds.EUCLID)
     with wdist.set_validation(False):
-        return float(wdist.emd_from_cost(torch.as_tensor(a), torch.as_tensor(b), cost))
+        return float(wdist.emd_from_cost(cost, torch.as_tensor(a), torch.as_tensor(b)))
 
 
 def _check(value: str, allowed: tuple[str, ...], name: str) -> None:
