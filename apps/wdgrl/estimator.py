@@ -59,7 +59,8 @@ from wdist_apps.wdgrl.networks import make_extractor
 class WDGRLClassifier(ClassifierMixin, BaseEstimator):
     """Wasserstein Distance Guided Representation Learning (and baselines in the same harness).
 
-    Parameters (defaults = the paper's Amazon-review setting)
+    Parameters (defaults = the paper's Amazon-review setting, except ``lr``, ``critic_lr``,
+    ``standardize`` and ``min_steps``: chosen on generated shifts, see apps/wdgrl/README.md)
     ----------
     method : "wdgrl" | "dann" | "coral" | "source_only".
     network : "mlp" (flattens each sample) or "cnn" (samples ``[C, H, W]``).
@@ -69,11 +70,11 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
     wd_weight : λ, weight of the critic's W1 estimate in the extractor loss (paper: 1; 0.1 Office).
     gp_weight : gradient-penalty weight γ (paper: 10).
     n_critic : critic steps per extractor step (paper: 5; 10 Office).
-    lr, critic_lr : Adam learning rates of extractor+classifier and of the critic (paper: 1e-4,
-        1e-4; Office critic 1e-3).
+    lr, critic_lr : Adam learning rates of extractor+classifier and of the critic (default 1e-3;
+        paper: 1e-4, 1e-4; Office critic 1e-3).
     weight_decay : L2 on the extractor/classifier weights, biases excluded (paper: 1e-4).
     batch_size : samples per domain per step (paper: 32 source + 32 target).
-    epochs : passes over the source training set.
+    epochs : passes over the source training set (at least; see ``min_steps``).
     patience : early stopping on the source validation loss: stop after ``patience`` epochs
         without improvement and restore the best epoch (None: train all epochs, keep last).
     val_fraction : share of the source held out for validation (0 allowed when patience is None).
