@@ -62,3 +62,23 @@ def test_shift_family_is_seeded_and_shaped():
                - np.linalg.norm(t.Xs - c, axis=1).mean()) < 0.2
     with pytest.raises(ValueError, match="kind must be one of"):
         make_shift_task("shear", seed=0)
+
+
+def test_otda_rows_match_pot_and_a_pot_failure_is_nan(monkeypatch):
+    import ot
+    from sklearn.linear_model import LogisticRegression
+
+    t = make_shift_task("affine2d", seed=5, n=80)
+    Z = ot.da.LinearTransport().fit(Xs=t.Xs.astype(float), Xt=t.Xt.astype(float)).transform(
+        Xs=t.Xs.astype(float))
+    ref = LogisticRegression(max_iter=1000).fit(Z, t.ys).score(t.Xt_test, t.yt_test)
+    assert otda_accuracy("ot_linear", t.Xs, t.ys, t.Xt, t.Xt_test, t.yt_test) == ref
+
+    def broken(self, **kw):
+        raise ValueError("array must not contain infs or NaNs")
+
+    monkeypatch.setattr(ot.da.LinearTransport, "fit", broken)
+    with pytest.warns(RuntimeWarning, match="ot_linear: POT failed"):
+        assert np.isnan(otda_accuracy("ot_linear", t.Xs, t.ys, t.Xt, t.Xt_test, t.yt_test))
+    with pytest.raises(ValueError, match="method must be"):
+        otda_accuracy("ot_gromov", t.Xs, t.ys, t.Xt, t.Xt_test, t.yt_test)

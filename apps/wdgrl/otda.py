@@ -19,6 +19,7 @@ gain is measured from. Example::
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -49,6 +50,7 @@ def otda_accuracy(
     """Target-test accuracy of ``method`` (``"source_only"`` or one of :data:`OT_METHODS`).
 
     Inputs are flattened to ``[n, d]``; ``classifier()`` builds a fresh scikit-learn classifier.
+    NaN (with a ``RuntimeWarning``) when POT fails or returns non-finite samples.
     """
     import ot
 
@@ -61,5 +63,15 @@ def otda_accuracy(
         if method not in mapping:
             raise ValueError(f"method must be 'source_only' or one of {OT_METHODS}, "
                              f"got {method!r}")
-        Z = mapping[method]().fit(Xs=Xs, Xt=Xt).transform(Xs=Xs)
+        try:
+            Z = mapping[method]().fit(Xs=Xs, Xt=Xt).transform(Xs=Xs)
+        except (ValueError, np.linalg.LinAlgError) as err:
+            # e.g. LinearTransport's covariance square root on rank-deficient 2352-D images
+            warnings.warn(f"{method}: POT failed ({type(err).__name__}: {err}); accuracy NaN",
+                          RuntimeWarning, stacklevel=2)
+            return float("nan")
+        if not np.isfinite(Z).all():
+            warnings.warn(f"{method}: POT returned non-finite transported samples; accuracy NaN",
+                          RuntimeWarning, stacklevel=2)
+            return float("nan")
     return float(classifier().fit(Z, ys).score(Xt_test, yt_test))

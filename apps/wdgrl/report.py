@@ -156,13 +156,17 @@ def write_report(rows: list[dict[str, Any]], out: Path, name: str, device: str) 
     ]
     for r in rows:
         adapt = {m: r["methods"][m]["mean"] for m in ("wdgrl", "dann", "coral", PEER, *OT_METHODS)
-                 if m in r["methods"] and r["methods"][m]["mean"] is not None}
+                 if m in r["methods"] and r["methods"][m]["mean"] is not None
+                 and np.isfinite(r["methods"][m]["mean"])}
         best = max(adapt, key=adapt.get) if adapt else None
         cells = []
         for m in methods:
             res = r["methods"].get(m)
             if res is None or res["mean"] is None:
                 cells.append("–")
+                continue
+            if not np.isfinite(res["mean"]):
+                cells.append("failed")  # POT's error is in the run's output
                 continue
             cell = f"{res['mean']:.3f} ± {res['std']:.3f}"
             cells.append(f"**{cell}**" if m == best else cell)
