@@ -141,5 +141,8 @@ def test_config_estimator_block_holds_each_default_once():
     made = cfg.make_estimator("dann", 2, "cpu")
     assert made.hidden == (500, 100) and made.wd_weight == 0.1 and made.random_state == 2
     assert made.batch_size == est.batch_size  # not in the file: the estimator's default
+    mnistm = load_config(WDGRLConfig, Path(__file__).resolve().parents[1] / "configs" / "wdgrl"
+                         / "mnist_mnistm.yaml")
+    assert mnistm.params["lr"] == 1e-4 and mnistm.params["critic_lr"] == 1e-3  # paper, Office
     cfg.set(epochs=3, lr="1e-4")  # YAML reads 1e-4 as a string: coerced like the file
     assert cfg.params["epochs"] == 3 and cfg.params["lr"] == 1e-4
