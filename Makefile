@@ -3,13 +3,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Where torch comes from: the default index gives the CUDA build on Linux (what a GPU wants);
+# `make test TORCH_INDEX=https://download.pytorch.org/whl/cpu` takes the CPU-only wheel.
+TORCH_INDEX ?=
 
 .PHONY: demo test test-slow bench gpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[apps,test,triton]'
 	touch $(STAMP)
 

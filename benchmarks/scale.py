@@ -2,6 +2,7 @@
 
     python benchmarks/scale.py --part wmd        # WMD k-NN on a Dask LocalCluster (~2 min)
     python benchmarks/scale.py --part sinkhorn   # sharded Sinkhorn on 2 gloo ranks (~4 min)
+    python benchmarks/scale.py --part ddp        # a DDP WGAN-GP step on 1 and 2 gloo ranks
 
 Parts (``--part``, repeatable; each writes ``<out>/<part>.{md,json}``):
 
@@ -23,6 +24,11 @@ Parts (``--part``, repeatable; each writes ``<out>/<part>.{md,json}``):
   points, overlapped), communication share and memory per rank, for 10^5 to 10^7 points and 1
   to 64 ranks, on this box and on GPUs (the soft-min's speed from the committed H200 row of
   ``results/core/bench_cuda.json``, interconnects at nominal figures).
+- ``ddp``: the WGAN trainer's generator iteration (``train_step``: 5 critic updates with the
+  gradient penalty, one generator update) on 8 Gaussians with the ``toy_gp`` networks, global
+  batches of ``--batch`` samples (256 and 2048), in one plain process and under DDP on 2 gloo
+  processes (one thread each, fresh processes): median wall and CPU seconds per iteration on
+  each rank, and the bytes all-reduced per iteration (every gradient, float32).
 """
 
 from __future__ import annotations
@@ -662,7 +668,103 @@ def _sk_report(p: dict) -> str:
     return "\n".join(lines)
 
 
-PARTS = {"wmd": run_wmd, "sinkhorn": run_sinkhorn}  # the DDP WGAN step joins here
+def _ddp_rank(rank: int, world: int, port: int, opts: dict, out: str) -> None:
+    """One fresh process: ``world = 0`` is a plain run (no torchrun variables), else rank
+    ``rank`` of ``world`` gloo processes; times ``opts["steps"]`` WGAN generator iterations."""
+    if world:
+        os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ["WDIST_NO_PROGRESS"] = "1"
+    torch.set_num_threads(1)
+    from wdist_apps.runtime import load_config
+    from wdist_apps.runtime.run import find_config
+    from wdist_apps.wgan.config import WGANConfig
+    from wdist_apps.wgan.trainer import Trainer
+
+    cfg = load_config(WGANConfig, find_config("wgan", "toy_gp"),
+                      {"batch_size": opts["batch"], "out_dir": str(Path(out, "run"))})
+    trainer = Trainer(cfg)
+    for _ in range(3):  # warm-up (DDP builds its buckets on the first backward)
+        trainer.train_step()
+    wall, cpu = [], []
+    for _ in range(opts["steps"]):
+        t0, c0 = time.perf_counter(), time.process_time()
+        trainer.train_step()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    params = {name: sum(p.numel() for p in m.parameters())
+              for name, m in (("generator", trainer.generator), ("critic", trainer.critic.module))}
+    row = {"wall_s": statistics.median(wall), "cpu_s": statistics.median(cpu),
+           "n_critic": cfg.resolved_n_critic, "params": params,
+           "shard": trainer.batch, "rss_mib": _rss_mib()}
+    Path(out, f"ddp_{world}_{rank}.json").write_text(json.dumps(row))
+
+
+def run_ddp(args: argparse.Namespace) -> Path:
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    load_before = os.getloadavg()
+    runs = []
+    for batch in args.batch:
+        opts = {"batch": batch, "steps": args.steps}
+        with tempfile.TemporaryDirectory() as tmp:
+            for world in (0, 2):
+                mp.spawn(_ddp_rank, args=(world, _free_port(), opts, tmp),
+                         nprocs=max(world, 1), join=True)
+            one = json.loads(Path(tmp, "ddp_0_0.json").read_text())
+            two = [json.loads(Path(tmp, f"ddp_2_{r}.json").read_text()) for r in range(2)]
+        runs.append({"batch": batch, "one_process": one, "two_ranks": two})
+    per_step = one["n_critic"] * one["params"]["critic"] + one["params"]["generator"]
+    payload = {"machine": machine_info("cpu"),
+               "load_average": {"before": load_before, "after": os.getloadavg()},
+               "steps": args.steps, "runs": runs, "params": one["params"],
+               "n_critic": one["n_critic"], "allreduce_bytes_per_step": 4 * per_step}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ddp.json").write_text(json.dumps(payload, indent=1))
+    md = out / "ddp.md"
+    md.write_text(_ddp_report(payload) + "\n")
+    return md
+
+
+def _ddp_report(p: dict) -> str:
+    lines = [
+        "# A DDP WGAN-GP step: one process against 2 gloo ranks",
+        "",
+        markdown_header(p["machine"]),
+        f"- load average before / after: {p['load_average']['before'][0]:.2f} / "
+        f"{p['load_average']['after'][0]:.2f} (a shared box: wall times include waiting for "
+        "a core)",
+        "",
+        f"`WGAN Trainer.train_step` on 8 Gaussians, `toy_gp` networks (generator "
+        f"{p['params']['generator']:,} and critic {p['params']['critic']:,} parameters), "
+        f"{p['n_critic']} critic updates with the gradient penalty and one generator update "
+        f"per step; medians of {p['steps']} steps after 3 warm-up steps, one torch thread per "
+        "process. All-reduced per step under DDP: "
+        f"{p['allreduce_bytes_per_step'] / 1e6:.2f} MB per rank (every gradient, float32). "
+        "Speed-up: one process's wall (CPU) time over the slower rank's.",
+        "",
+        "| global batch | run | samples per rank | wall s / step | CPU s / step | RSS MiB | "
+        "speed-up wall (CPU) |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in p["runs"]:
+        one, two = run["one_process"], run["two_ranks"]
+        wall, cpu = max(r["wall_s"] for r in two), max(r["cpu_s"] for r in two)
+        lines.append(f"| {run['batch']} | one process | {one['shard']} | {one['wall_s']:.4f} | "
+                     f"{one['cpu_s']:.4f} | {one['rss_mib']:.0f} | |")
+        for r, row in enumerate(two):
+            speed = (f"{one['wall_s'] / wall:.2f}x ({one['cpu_s'] / cpu:.2f}x)" if r == 0
+                     else "")
+            lines.append(f"| {run['batch']} | 2 gloo ranks, rank {r} | {row['shard']} | "
+                         f"{row['wall_s']:.4f} | {row['cpu_s']:.4f} | {row['rss_mib']:.0f} | "
+                         f"{speed} |")
+    return "\n".join(lines + [""])
+
+
+PARTS = {"wmd": run_wmd, "sinkhorn": run_sinkhorn, "ddp": run_ddp}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -678,6 +780,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate-points", type=int, default=1000,
                         help="sinkhorn: n at which the GPU row's passes are counted (%(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs (%(default)s)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[256, 2048],
+                        help="ddp: global batches of the WGAN step (%(default)s)")
+    parser.add_argument("--steps", type=int, default=20,
+                        help="ddp: timed WGAN steps (%(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     for part in args.part:

@@ -219,3 +219,31 @@ def test_float32_far_from_the_origin(rng, offset):
             assert (grad.double() - ref_grad).abs().max() < 1e-3 * ref_grad.abs().max()
     _, plan = wdist.sinkhorn(x, y, blur=0.05, debias=False, return_plan=True)
     assert torch.isfinite(plan).all() and plan.sum().item() == pytest.approx(1.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("blur", [100.0, 1e3, 1e6])
+@pytest.mark.parametrize("backend", ["dense", "online"])
+def test_float32_blur_far_above_the_spread(blur, backend):
+    # As eps -> inf the plan tends to a x b: OT_eps -> <a x b, C> and, for p = 2, the
+    # divergence -> |mean x - mean y|^2 (closed forms, in float64 from the float32 data).
+    # float32 used to give 5% off at blur 100, 0 at 1e3 and 1e5-size garbage at 1e6.
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(200, 3, generator=gen), torch.rand(150, 3, generator=gen)
+    x64, y64 = x.double(), y.double()
+    mean_gap = ((x64.mean(0) - y64.mean(0)) ** 2).sum().item()
+    coupling = (torch.cdist(x64, y64) ** 2).mean().item()
+    div = wdist.sinkhorn(x, y, blur=blur, backend=backend)
+    assert div.dtype == torch.float32
+    assert div.item() == pytest.approx(mean_gap, rel=1e-3)
+    ot_eps = wdist.sinkhorn(x, y, blur=blur, debias=False, backend=backend).item()
+    assert ot_eps == pytest.approx(coupling, rel=1e-5)
+    xg = x.clone().requires_grad_(True)
+    wdist.sinkhorn(xg, y, blur=blur, backend=backend).backward()
+    expected = (2 * (x64.mean(0) - y64.mean(0)) / 200).float().expand(200, 3)
+    assert torch.allclose(xg.grad, expected, rtol=1e-3, atol=1e-9)
+
+
+def test_unbalanced_warns_when_blur_dwarfs_every_cost():
+    x, y = torch.rand(20, 2), torch.rand(15, 2)
+    with pytest.warns(RuntimeWarning, match="lost most of its digits"):
+        wdist.sinkhorn(x, y, blur=1e4, reach=1.0)

@@ -167,11 +167,12 @@ def test_cli_train_eval_plot(tmp_path, capsys):
     assert main(["qrdqn", "eval", "--checkpoint", str(tmp_path / "none.pt")]) == 2
 
 
-def test_cartpole_learns_in_15k_steps(tmp_path):
-    """The CI-sized learning check: the configs/qrdqn/cartpole.yaml run cut to 15,000 steps
-    (its training return is ~230 there), then 10 greedy games; a random policy scores ~22."""
-    cfg = load_config(QRDQNConfig, CARTPOLE,
-                      {"total_frames": 15_000, "checkpoint_every_frames": 15_000})
+def test_cartpole_learns_in_5k_steps(tmp_path):
+    """The CI-sized learning check: the configs/qrdqn/cartpole.yaml run cut to 5,000 steps, its
+    exploration to 2,500 (10 greedy games then score ~260; ~320 with seed 1), then 10 greedy
+    games; a random policy scores ~22."""
+    cfg = load_config(QRDQNConfig, CARTPOLE, {"total_frames": 5_000, "epsilon_decay_steps": 2_500,
+                                              "checkpoint_every_frames": 5_000})
     train(cfg, tmp_path, torch.device("cpu"))
     cfg, net = load_agent(tmp_path / "checkpoint.pt", torch.device("cpu"))
     returns = evaluate(net, cfg, episodes=10, device=torch.device("cpu"), epsilon=0.0)

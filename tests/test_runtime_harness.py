@@ -111,8 +111,11 @@ def test_run_options_built_in_configs_and_the_run_folder(tmp_path):
     assert find_config("wdgrl", "moons50") == find_config("wdgrl", "moons50.yaml")
     assert find_config("wdgrl", "moons50").read_text().startswith(
         (ROOT / "configs" / "wdgrl" / "moons50.yaml").read_text()[:20])
-    with pytest.raises(FileNotFoundError, match=r"built-in wdgrl configs in .*moons50"):
-        find_config("wdgrl", "no/such.yaml")
+    assert find_config("wdgrl", "configs/wdgrl/moons50.yaml").resolve() == find_config(
+        "wdgrl", "moons50").resolve()
+    for missing in ("no/such.yaml", tmp_path / "moons50.yaml"):  # not the built-in of that name
+        with pytest.raises(FileNotFoundError, match=r"built-in wdgrl configs in .*moons50"):
+            find_config("wdgrl", missing)
     assert parse_duration("2") == 120 and parse_duration("1h") == 3600
     with pytest.raises(SystemExit):
         parser.parse_args(["--resume", "--overwrite"])
@@ -263,3 +266,23 @@ def test_csv_log_is_mirrored_to_tensorboard(tmp_path):
     assert events.Tags()["scalars"] == ["loss"]
     assert [(e.step, round(e.value, 4)) for e in events.Scalars("loss")] == [
         (1, 1.0), (2, 0.5), (3, 0.3333)]
+
+
+def test_wdgrl_method_whose_extra_fails_to_import_is_skipped_up_front(monkeypatch, capsys):
+    import builtins
+
+    from wdist_apps.runtime import load_config
+    from wdist_apps.wdgrl.experiment import WDGRLConfig
+    from wdist_apps.wdgrl.report import _available
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):  # installed but broken: an ImportError, not "not found"
+        if name.split(".")[0] in ("skada", "skorch"):
+            raise ImportError(f"cannot import name 'X' from {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    cfg = load_config(WDGRLConfig, None, {"methods": ["source_only", "skada_dann"]})
+    assert _available(cfg).methods == ["source_only"]
+    assert "skipping skada_dann: it needs the bench extra" in capsys.readouterr().out

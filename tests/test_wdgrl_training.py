@@ -116,6 +116,7 @@ def test_cli_on_user_feature_files(tmp_path, monkeypatch):
     shipped = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "files.yaml"
     data = yaml.safe_load(shipped.read_text())
     data["estimator"] = {**data["estimator"], "min_steps": 0}  # 1 epoch of 2 steps, for CI
+    data.update(w1_check_samples=100, w1_refit_steps=30)  # the W1 check cut to the plumbing
     config = tmp_path / "files.yaml"
     config.write_text(yaml.safe_dump(data))
     monkeypatch.chdir(tmp_path)

@@ -33,7 +33,7 @@ def lee():
     """Real news sentences and the word2vec trained on them (cached): queries, corpus, model."""
     emb = lee_word2vec()
     wmd = WMD(emb)
-    docs = wmd.transform(lee_sentences()[:900])
+    docs = wmd.transform(lee_sentences()[:300])
     docs = docs.subset(np.flatnonzero(docs.lengths > 0))
     queries = docs.subset(np.arange(0, 80, 10))  # 8 queries, not in the corpus ...
     rest = np.setdiff1d(np.arange(len(docs)), np.arange(0, 80, 10))

@@ -28,6 +28,7 @@ from wdist_apps.qrdqn.replay import Batch, ReplayBuffer
 from wdist_apps.runtime import (
     CSVLogger,
     check_resumable,
+    distributed,
     load_checkpoint,
     progress,
     rng_state,
@@ -137,9 +138,12 @@ def _train(cfg: QRDQNConfig, out_dir: Path, device: torch.device, resume: bool,
     target_net = copy.deepcopy(net).requires_grad_(False)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
     replay = make_replay(cfg, envs, device)
+    # under torchrun: the same network on every rank (seeded above), its own envs, exploration,
+    # replay and samples per rank, every update's gradients averaged over the ranks
+    own_seed = distributed.rank_seed(cfg.seed)
     sample_gen = torch.Generator(device=replay.device)
-    sample_gen.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    sample_gen.manual_seed(own_seed)
+    rng = np.random.default_rng(own_seed)
     counters = {"steps": 0, "updates": 0, "episodes": 0}
 
     if resume and ckpt_path.is_file():
@@ -150,8 +154,8 @@ def _train(cfg: QRDQNConfig, out_dir: Path, device: torch.device, resume: bool,
         target_net.load_state_dict(state["target_net"])
         optimizer.load_state_dict(state["optimizer"])
         counters = state["counters"]
-        rng.bit_generator.state = state["numpy_rng"]
-        sample_gen.set_state(state["sample_gen"].cpu())
+        rng.bit_generator.state = distributed.own(state["numpy_rng"])
+        sample_gen.set_state(distributed.own(state["sample_gen"]).cpu())
         set_rng_state(state.get("rng", state))
         if state.get("replay") is not None:
             replay.load_state_dict(state["replay"])
@@ -164,8 +168,11 @@ def _train(cfg: QRDQNConfig, out_dir: Path, device: torch.device, resume: bool,
             "config": to_dict(cfg), "num_actions": A, "obs_shape": envs.frame_shape,
             "net": net.state_dict(), "target_net": target_net.state_dict(),
             "optimizer": optimizer.state_dict(), "counters": dict(counters),
-            "numpy_rng": rng.bit_generator.state, "sample_gen": sample_gen.get_state(),
-            "rng": rng_state(), "replay": replay.state_dict() if cfg.save_replay else None,
+            "numpy_rng": distributed.gather(rng.bit_generator.state),
+            "sample_gen": distributed.gather(sample_gen.get_state()), "rng": rng_state(),
+            # under torchrun each rank refills its own replay after a resume
+            "replay": (replay.state_dict() if cfg.save_replay
+                       and not distributed.is_distributed() else None),
         }, ckpt_path)
 
     policy = torch.compile(net) if cfg.compile else net
@@ -179,7 +186,7 @@ def _train(cfg: QRDQNConfig, out_dir: Path, device: torch.device, resume: bool,
     next_ckpt = (counters["steps"] // ckpt_every_steps + 1) * ckpt_every_steps
     next_log = (counters["steps"] // cfg.log_every_steps + 1) * cfg.log_every_steps
 
-    obs = envs.reset(seed=cfg.seed + counters["steps"])
+    obs = envs.reset(seed=own_seed + counters["steps"])
     first = np.ones(E, dtype=bool)  # the observation starts an episode
     final = np.zeros(E, dtype=bool)  # the observation ends one: the env resets on the next step
     ep_return = np.zeros(E)
@@ -190,8 +197,10 @@ def _train(cfg: QRDQNConfig, out_dir: Path, device: torch.device, resume: bool,
     bar = progress(total=total_steps * fps_per_step, initial=counters["steps"] * fps_per_step,
                    unit="frame", unit_scale=True, desc=f"qrdqn {cfg.env_id}")
     try:
-        while counters["steps"] < total_steps and not stop.requested:
-            if time_limit_s is not None and time.monotonic() - start_time > time_limit_s:
+        while counters["steps"] < total_steps:
+            out_of_time = (time_limit_s is not None
+                           and time.monotonic() - start_time > time_limit_s)
+            if distributed.any_rank(stop.requested or out_of_time):  # all ranks stop together
                 break
             # --- act: epsilon-greedy on the mean of the quantiles --------------------------------
             epsilon = epsilon_at(counters["steps"], cfg)
@@ -291,6 +300,7 @@ def _make_update(net: QuantileNetwork, target_net: QuantileNetwork,
         loss, q_mean = loss_of(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_grads(net.parameters())
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
         adam_step()

@@ -63,6 +63,7 @@ def _add_train_args(parser: argparse.ArgumentParser, agent: str) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from wdist_apps.qrdqn.run import train_and_report
+    from wdist_apps.runtime import distributed
     from wdist_apps.runtime.run import config_file, config_overrides
 
     overrides = config_overrides(args, env_id=args.env_id, total_frames=args.total_frames,
@@ -70,6 +71,8 @@ def _train(args: argparse.Namespace) -> int:
     summary = train_and_report(config_file(args), overrides, args.out, args.device, args.resume,
                                args.time_limit, args.eval_episodes, agent=args.agent,
                                overwrite=args.overwrite)
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return 0
     for key in ("frames", "updates", "episodes", "wall_s", "eval_mean_return"):
         if key in summary:
             print(f"{key}: {summary[key]}")

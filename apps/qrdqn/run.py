@@ -13,7 +13,7 @@ from wdist_apps.qrdqn.agent import train
 from wdist_apps.qrdqn.config import QRDQNConfig
 from wdist_apps.qrdqn.evaluate import evaluate, load_agent
 from wdist_apps.qrdqn.plot import plot_curves
-from wdist_apps.runtime import load_config, resolve_device
+from wdist_apps.runtime import distributed, load_config, resolve_device
 from wdist_apps.runtime.config import to_dict
 from wdist_apps.runtime.machine import command_line, describe
 from wdist_apps.runtime.run import open_run_dir, snapshot_config
@@ -36,6 +36,9 @@ def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: 
     if agent == "pqn":
         from wdist_apps.qrdqn import pqn
 
+        if distributed.is_distributed():
+            raise ValueError("the quantile PQN does not run data parallel: start it without "
+                             "torchrun (QR-DQN does)")
         cfg = load_config(pqn.PQNConfig, config, overrides)
         train_fn, loss_column, title = pqn.train, "td_loss", "quantile PQN learning curve"
     else:
@@ -44,6 +47,8 @@ def train_and_report(config: str | Path | None, overrides: dict[str, Any], out: 
     out = open_run_dir(out, resume=resume, overwrite=overwrite)
     snapshot_config(out, cfg)
     result = train_fn(cfg, out, device, resume=resume, time_limit_s=time_limit_s)
+    if not distributed.is_main():  # under torchrun rank 0 plots, evaluates and reports
+        return {k: v for k, v in result.items() if k != "net"}
     plot_curves([out / "log.csv"], out / "curve.png", labels=[cfg.env_id],
                 loss_column=loss_column, title=title)
     summary: dict[str, Any] = {k: v for k, v in result.items() if k != "net"}

@@ -68,7 +68,12 @@ class _Hashing:
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Save ``state`` with ``torch.save`` through :func:`atomic_write`, with a SHA-256 header."""
+    """Save ``state`` with ``torch.save`` through :func:`atomic_write`, with a SHA-256 header.
+    Under torchrun rank 0 alone writes (the other ranks' models are the same)."""
+    from wdist_apps.runtime.distributed import is_main
+
+    if not is_main():
+        return Path(path)
 
     def write(fh: BinaryIO) -> None:
         fh.write(b" " * HEADER_SIZE)  # the digest is known after the payload

@@ -23,14 +23,21 @@ class CSVLogger:
     ``tensorboard``: the column that holds the step (e.g. ``"step"``, ``"frames"``); when given
     and the ``tensorboard`` package is installed, every numeric cell is also written as a scalar
     to event files under ``<folder of path>/tensorboard`` (``tensorboard --logdir`` reads them).
+
+    Under torchrun only rank 0 writes; on the other ranks the logger is silent.
     """
 
     def __init__(self, path: str | Path, resume: bool = False,
                  upto: tuple[str, float] | None = None, tensorboard: str | None = None) -> None:
+        from wdist_apps.runtime.distributed import is_main
+
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fields: list[str] | None = None
         self.last: dict[str, str] = {}
+        self._fh = self._tb = None
+        if not is_main():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         fields, rows = _kept_rows(self.path, upto) if resume and self.path.is_file() else ([], [])
         if fields:
             self.fields = fields
@@ -47,6 +54,8 @@ class CSVLogger:
         self._tb = _summary_writer(self.path.parent / "tensorboard") if tensorboard else None
 
     def log(self, row: dict[str, Any]) -> None:
+        if self._fh is None:  # a rank other than 0
+            return
         if self.fields is None:
             self.fields = list(row)
             self._writer.writerow(self.fields)
@@ -62,7 +71,8 @@ class CSVLogger:
                     self._tb.add_scalar(key, _number(value), step)
 
     def close(self) -> None:
-        self._fh.close()
+        if self._fh is not None:
+            self._fh.close()
         if self._tb is not None:
             self._tb.close()
 

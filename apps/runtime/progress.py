@@ -43,7 +43,10 @@ def progress(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
         tqdm,  # here: wdist_apps.runtime imports this module eagerly (see __init__)
     )
 
-    kwargs.setdefault("disable", os.environ.get("WDIST_NO_PROGRESS") == "1")
+    from wdist_apps.runtime.distributed import is_main
+
+    # under torchrun, one bar: rank 0's
+    kwargs.setdefault("disable", os.environ.get("WDIST_NO_PROGRESS") == "1" or not is_main())
     stream = kwargs.pop("file", None) or sys.stderr
     if _is_terminal(stream):
         kwargs.setdefault("dynamic_ncols", True)

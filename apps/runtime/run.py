@@ -46,14 +46,17 @@ def builtin_names(app: str) -> list[str]:
 
 
 def find_config(app: str, name: str | Path) -> Path:
-    """``name`` as a file if it is one, else the built-in config of that name (``moons50`` or
-    ``moons50.yaml``); a ``FileNotFoundError`` lists the built-in names and where they are."""
+    """``name`` as a file if it is one, else the built-in config of that name (``moons50``,
+    ``moons50.yaml`` or ``configs/wdgrl/moons50.yaml``, the path in a checkout); a
+    ``FileNotFoundError`` lists the built-in names and where they are."""
     path = Path(name)
     if path.is_file():
         return path
     names = builtin_names(app)
     stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
-    if stem in names:
+    # a bare name, or the repository's own path (configs/<app>/<name>.yaml) from another folder
+    shipped = path.parent in (Path("."), Path("configs") / app)
+    if stem in names and shipped:
         return builtin_configs(app) / f"{stem}.yaml"
     where = f" in {builtin_configs(app)}" if names else ""
     raise FileNotFoundError(f"config file not found: {name}; the built-in {app} configs"
@@ -131,8 +134,14 @@ def open_run_dir(out: str | Path, *, resume: bool, overwrite: bool,
                  owned: tuple[str, ...] = ()) -> Path:
     """Create the run folder ``out``, refusing one that already holds files unless ``resume`` or
     ``overwrite``; ``owned``: when given, only these names (globs) count as a previous run's
-    (a folder shared by several runs, e.g. one per task)."""
-    out = Path(out)
+    (a folder shared by several runs, e.g. one per task). Under torchrun rank 0 checks and
+    creates it, and every rank gets its answer (so that no rank sees rank 0's first files)."""
+    from wdist_apps.runtime.distributed import on_main
+
+    return on_main(_open_run_dir, Path(out), resume, overwrite, owned)
+
+
+def _open_run_dir(out: Path, resume: bool, overwrite: bool, owned: tuple[str, ...]) -> Path:
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is an existing file; a run writes a folder there")
     if resume and overwrite:
@@ -150,8 +159,14 @@ def open_run_dir(out: str | Path, *, resume: bool, overwrite: bool,
 
 
 def snapshot_config(run_dir: str | Path, cfg: Any, name: str = "config.yaml") -> Path:
-    """Write the dataclass ``cfg`` as ``run_dir/config.yaml`` (atomically), beside the run."""
+    """Write the dataclass ``cfg`` as ``run_dir/config.yaml`` (atomically), beside the run
+    (under torchrun: on rank 0)."""
     import dataclasses
+
+    from wdist_apps.runtime.distributed import is_main
+
+    if not is_main():
+        return Path(run_dir) / name
 
     import yaml
 

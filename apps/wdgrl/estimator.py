@@ -36,8 +36,10 @@ from sklearn.exceptions import DataConversionWarning, NotFittedError
 from sklearn.utils import check_random_state
 from torch import nn
 
+from wdist import WassersteinCritic
 from wdist_apps.runtime import (
     CSVLogger,
+    distributed,
     load_checkpoint,
     progress,
     resolve_device,
@@ -214,6 +216,9 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         xt = torch.from_numpy(Xt).to(device)
         val = (torch.from_numpy(Xs[va]).to(device), torch.from_numpy(ys[va]).to(device))
         steps = math.ceil(len(xs) / self.batch_size)
+        if distributed.is_distributed():  # no rank may get an empty part of a last, short batch
+            distributed.shard(self.batch_size)  # equal parts: a ValueError otherwise
+            steps = max(1, len(xs) // self.batch_size)
         self.n_epochs_ = max(self.epochs, math.ceil(self.min_steps / steps))
 
         self.extractor_ = make_extractor(self.network, self.input_shape_, list(self.hidden))
@@ -228,6 +233,12 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
             [{"params": decay, "weight_decay": self.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}], lr=self.lr,
         )
+        # under torchrun: the same global batches on every rank (``gen``), each rank its part,
+        # every update's gradients averaged over the ranks, the penalty's draws per rank
+        distributed.sync_grads(opt)
+        if isinstance(getattr(self.aligner_, "critic", None), WassersteinCritic):
+            distributed.sync_grads(self.aligner_.critic.optimizer)
+        distributed.seed_rank_streams(seed)
         gen = torch.Generator().manual_seed(seed)
         self.history_: list[dict[str, float]] = []
         best: dict[str, Any] = {"loss": math.inf, "epoch": -1, "state": None, "bad": 0}
@@ -296,6 +307,7 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         for i in range(steps):
             bi = src[i * bs : (i + 1) * bs].to(xs.device)
             ti = tgt[i * bs : i * bs + len(bi)].to(xs.device)
+            bi, ti = distributed.split(bi), distributed.split(ti)
             h = self.extractor_(torch.cat([xs[bi], xt[ti]]))
             h_s, h_t = h[: len(bi)], h[len(bi) :]
             logs = self.aligner_.before_step(h_s, h_t)

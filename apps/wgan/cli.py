@@ -76,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from wdist_apps.runtime import load_config, open_run_dir, resolve_device
+    from wdist_apps.runtime import distributed, load_config, open_run_dir, resolve_device
     from wdist_apps.runtime.run import config_file, config_overrides
     from wdist_apps.wgan.config import WGANConfig
     from wdist_apps.wgan.trainer import Trainer
@@ -87,6 +87,8 @@ def _train(args: argparse.Namespace) -> int:
     open_run_dir(cfg.out_dir, resume=args.resume, overwrite=args.overwrite)
     trainer = Trainer(cfg, resolve_device(args.device), features=args.features)
     metrics = trainer.fit(resume=args.resume, time_limit_s=args.time_limit)
+    if not distributed.is_main():  # under torchrun, rank 0 reports
+        return 0
     print(f"run directory: {trainer.run_dir}")
     print("final metrics: " + ", ".join(
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))

@@ -10,10 +10,16 @@ Per generator iteration::
 Everything else here is bookkeeping: data, logging, samples, evaluation, checkpoints, resume.
 A run directory holds ``config.yaml``, ``log.csv``, ``samples/``, ``checkpoint.pt`` and
 ``metrics.json``.
+
+Under torchrun (see :mod:`wdist_apps.runtime.distributed`) the critic and the generator train in
+DistributedDataParallel: ``batch_size`` is the global batch, each rank draws its shard from its
+own data and noise streams, every critic loss has a plain forward next to the gradient penalty
+(so DDP all-reduces the penalty's gradients too), and rank 0 alone evaluates and writes.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -25,6 +31,7 @@ import wdist
 from wdist_apps.runtime import (
     CSVLogger,
     check_resumable,
+    distributed,
     load_checkpoint,
     progress,
     rng_state,
@@ -81,7 +88,7 @@ class Trainer:
         self._fd_floor: float | None = None
         self.run_dir = Path(cfg.out_dir)
         seed_everything(cfg.seed)
-        self.data_rng = torch.Generator().manual_seed(cfg.seed)
+        self.data_rng = torch.Generator().manual_seed(distributed.rank_seed(cfg.seed))
         eval_rng = torch.Generator().manual_seed(cfg.seed + 10_000)
         self.folder: ImageFolder | None = None
         self.batches: FolderBatches | None = None  # made on first use (after a resume's step)
@@ -122,6 +129,15 @@ class Trainer:
         self.g_optimizer = make_optimizer(cfg, self.generator.parameters())
         self.ema = EMA(self.generator, cfg.ema_decay) if cfg.ema else None
         self.step = 0
+        # training goes through the DDP wrappers (the modules themselves when not distributed);
+        # evaluation, samples and checkpoints through the modules
+        self.batch = distributed.shard(cfg.batch_size)
+        self._g_train = distributed.wrap(self.generator, self.device)
+        self._critic_train = self.critic
+        if distributed.is_distributed():
+            self._critic_train = copy.copy(self.critic)  # the same optimiser and settings
+            self._critic_train.module = distributed.wrap(self.critic.module, self.device)
+        distributed.seed_rank_streams(cfg.seed)
 
     def _folder_eval_sets(self, eval_rng: torch.Generator) -> None:
         """Decode the evaluation images (and the floor's, when the folder has 2x as many)."""
@@ -150,11 +166,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def _real_batch(self) -> torch.Tensor:
-        cfg, n = self.cfg, self.cfg.batch_size
+        cfg, n = self.cfg, self.batch
         if self.folder is not None:
             if self.batches is None:  # batch k = step * n_critic + i: a resume continues it
                 self.batches = FolderBatches(
-                    self.folder, n, seed=cfg.seed, workers=cfg.workers, hflip=cfg.hflip,
+                    self.folder, n, seed=distributed.rank_seed(cfg.seed), workers=cfg.workers,
+                    hflip=cfg.hflip,
                     start=self.step * cfg.resolved_n_critic, device=self.device)
             return next(self.batches)
         if self.images is None:
@@ -167,15 +184,15 @@ class Trainer:
         return batch
 
     def _noise(self) -> torch.Tensor:
-        return torch.randn(self.cfg.batch_size, self.cfg.z_dim, device=self.device)
+        return torch.randn(self.batch, self.cfg.z_dim, device=self.device)
 
     def train_step(self) -> dict[str, float]:
         """One generator iteration: ``n_critic`` critic steps, one generator step, EMA update."""
         for _ in range(self.cfg.resolved_n_critic):
             with torch.no_grad():
                 fake = self.generator(self._noise())
-            stats = self.critic.step(self._real_batch(), fake)
-        g_loss = wdist.generator_loss(self.critic.module, self.generator(self._noise()))
+            stats = self._critic_train.step(self._real_batch(), fake)
+        g_loss = wdist.generator_loss(self.critic.module, self._g_train(self._noise()))
         self.g_optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         self.g_optimizer.step()
@@ -234,7 +251,7 @@ class Trainer:
             "g_optimizer": self.g_optimizer.state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "rng": rng_state(),
-            "data_rng": self.data_rng.get_state(),
+            "data_rng": distributed.gather(self.data_rng.get_state()),
             "shape": self.shape,
         }
 
@@ -247,7 +264,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         set_rng_state(state.get("rng", state))
-        self.data_rng.set_state(state["data_rng"].cpu())
+        self.data_rng.set_state(distributed.own(state["data_rng"]).cpu())
 
     @property
     def checkpoint_path(self) -> Path:
@@ -268,7 +285,8 @@ class Trainer:
         snapshot_config(self.run_dir, cfg)
         logger = CSVLogger(self.run_dir / "log.csv", resume=resume and self.step > 0,
                            upto=("step", self.step), tensorboard="step")
-        if self.step == 0:
+        main = distributed.is_main()  # rank 0 alone evaluates, draws and writes
+        if self.step == 0 and main:
             logger.log({k: "" for k in LOG_COLUMNS} | {"step": 0, **_scalars(self.evaluate())})
         bar = progress(range(self.step, cfg.steps), total=cfg.steps, initial=self.step,
                        desc=f"wgan {cfg.lipschitz} {Path(cfg.data).name}")
@@ -283,7 +301,7 @@ class Trainer:
                     torch.cuda.synchronize()
                 elapsed += time.perf_counter() - t0
                 seen += cfg.batch_size * cfg.resolved_n_critic
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
                     row = {
                         "step": self.step,
                         "critic_loss": stats["critic_loss"],
@@ -297,16 +315,19 @@ class Trainer:
                     logger.log({k: "" for k in LOG_COLUMNS} | row | _scalars(self.evaluate()))
                     bar.set_postfix(w1=f"{stats['w1']:.3g}")
                     seen, elapsed = 0, 0.0
-                if self.step % cfg.sample_every == 0 or self.step == cfg.steps:
+                if main and (self.step % cfg.sample_every == 0 or self.step == cfg.steps):
                     self.save_samples()
-                out_of_time = time.perf_counter() > deadline
+                # every rank checkpoints and stops at the same step
+                halt = distributed.any_rank(time.perf_counter() > deadline or stop.requested)
                 if (self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
-                        or stop.requested or out_of_time):
+                        or halt):
                     save_checkpoint(self.state_dict(), self.checkpoint_path)
                 stop.check(f"at step {self.step}, checkpoint {self.checkpoint_path}")
-                if out_of_time:
+                if halt:
                     break
         bar.close()
+        if not main:
+            return {"step": self.step}
         metrics = {"step": self.step, **self.evaluate(use_ema=cfg.ema)}
         if cfg.is_toy and cfg.ema:
             metrics["w1_exact_raw"] = self.evaluate(use_ema=False)["w1_exact"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wdist_apps.wmd.embeddings import Embeddings
-from wdist_apps.wmd.text import ENGLISH_STOP_WORDS, as_tokens
+from wdist_apps.wmd.text import as_tokens, english_stop_words
 
 
 @dataclass
@@ -120,7 +120,8 @@ def encode(
     for doc in docs:
         toks = as_tokens(doc, lowercase, stop_words=False)
         if stop_words and isinstance(doc, str):  # token lists are used as given
-            kept = [t for t in toks if t.lower() not in ENGLISH_STOP_WORDS]
+            stop = english_stop_words()
+            kept = [t for t in toks if t.lower() not in stop]
             n_stop.append(len(toks) - len(kept))
             toks = kept
         else:

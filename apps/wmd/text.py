@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
 # Words are runs of letters/digits, optionally with inner apostrophes or hyphens ("don't", "x-ray").
 _WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
+
+
+@functools.cache
+def english_stop_words() -> frozenset[str]:
+    """scikit-learn's ``ENGLISH_STOP_WORDS`` (318 words), imported on first use: scikit-learn
+    takes seconds to import, and a process that only searches encoded documents (a Dask worker)
+    never needs it."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return ENGLISH_STOP_WORDS
 
 
 def tokenize(text: str, lowercase: bool = True, stop_words: bool = True) -> list[str]:
@@ -24,7 +33,8 @@ def tokenize(text: str, lowercase: bool = True, stop_words: bool = True) -> list
         text = text.lower()
     tokens = _WORD.findall(text)
     if stop_words:
-        tokens = [t for t in tokens if t.lower() not in ENGLISH_STOP_WORDS]
+        stop = english_stop_words()
+        tokens = [t for t in tokens if t.lower() not in stop]
     return tokens
 
 

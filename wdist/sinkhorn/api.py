@@ -3,6 +3,9 @@ their twins on a given cost matrix."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import warnings
 from typing import Any
 
 import torch
@@ -18,12 +21,59 @@ from wdist._checks import (
     check_weights,
     point_spread,
 )
+from wdist.sinkhorn._warn import caller_level
 from wdist.sinkhorn.problem import Problem, Settings, cost_problems, point_problems
 from wdist.sinkhorn.result import SinkhornResult
 from wdist.sinkhorn.solve import SoftminFactory, choose_backend, solve
 from wdist.sinkhorn.value import dual_value, plan_from_potentials
 
 _BACKENDS = ("auto", "dense", "online")
+
+# Where ε dwarfs every cost, each soft-min is ε times a log-sum-exp of numbers that differ by
+# about C / ε: its round-off, ε times the dtype's unit round-off, swamps the potentials (float32,
+# unit cube: 5% off at blur 100, 0 at blur 1000). float32 problems with ε >= _PROMOTE_RATIO max C
+# are therefore solved in float64 (round-off ε 1e-16), and from ε >= _LIMIT_RATIO max C on a
+# balanced value is its ε -> ∞ limit (the plan a ⊗ b; the next term, -|C̃|² / 2ε, is below
+# 1e-6 max C there); an unbalanced one warns.
+_PROMOTE_RATIO = 1.0
+_LIMIT_RATIO = 1e6
+
+
+def _precision(eps: float, max_cost: float, dtype: torch.dtype, rho: float | None):
+    """``(limit, compute dtype)`` for a problem with costs up to ``max_cost``."""
+    ratio = eps / max_cost if max_cost > 0 else math.inf
+    limit = ratio >= _LIMIT_RATIO
+    if limit and rho is not None:
+        warnings.warn(
+            f"eps = {eps:.3g} is {ratio:.2g} times the largest cost: the unbalanced Sinkhorn "
+            "value has lost most of its digits to round-off; use a blur (eps) closer to the "
+            "data's spread",
+            RuntimeWarning,
+            stacklevel=caller_level(),
+        )
+        limit = False
+    promote = not limit and ratio >= _PROMOTE_RATIO and dtype == torch.float32
+    return limit, torch.float64 if promote else dtype
+
+
+def _cast(problems: list[Problem], dtype: torch.dtype, balanced: bool) -> list[Problem]:
+    """The problems in ``dtype``; balanced weights normalised again in it (a float32 mass off
+    by 1e-8 shifts each potential by ``eps * 1e-8``)."""
+    if problems[0].a.dtype == dtype:
+        return problems
+
+    def to(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.to(dtype)
+
+    def weights(w: torch.Tensor) -> torch.Tensor:
+        w = w.to(dtype)
+        return w / w.sum(-1, keepdim=True) if balanced else w
+
+    return [
+        dataclasses.replace(pb, a=weights(pb.a), b=weights(pb.b), x=to(pb.x), y=to(pb.y),
+                            cost=to(pb.cost))
+        for pb in problems
+    ]
 
 
 def _check_common(scaling: Any, tol: Any, max_iter: Any, debias: Any = False) -> int:
@@ -44,8 +94,9 @@ def _needs_grad(*tensors: torch.Tensor | None) -> bool:
 def _points_problems(
     x: Any, y: Any, a: Any, b: Any, *, p, blur, debias, scaling, reach, diameter, tol,
     max_iter, backend,
-) -> tuple[list[Problem], Settings, str, bool, bool]:
-    """Checked inputs -> ``(problems, settings, backend, batched, needs_grad)``."""
+) -> tuple[list[Problem], Settings, str, bool, bool, torch.dtype]:
+    """Checked inputs -> ``(problems, settings, backend, batched, needs_grad, dtype)``
+    (``dtype``: the inputs', which the results come back in)."""
     p = check_p(p)
     check_positive(blur, "blur")
     check_positive(reach, "reach", allow_none=True)
@@ -84,17 +135,20 @@ def _points_problems(
     x, y = x - centre.unsqueeze(-2), y - centre.unsqueeze(-2)
     spread = point_spread(x, y)
     check_cost_range(spread, p, x.dtype)
+    rho = None if reach is None else reach**p
+    limit, dtype = _precision(float(blur) ** p, spread**p, x.dtype, rho)
     settings = Settings(
-        p=p, blur=blur, scaling=scaling, rho=None if reach is None else reach**p, tol=tol,
-        max_iter=max_iter, diameter=diameter, spread=spread,
+        p=p, blur=blur, scaling=scaling, rho=rho, tol=tol, max_iter=max_iter,
+        diameter=diameter, spread=spread, limit=limit,
     )
-    problems = point_problems(x, y, a, b, p, debias)
-    return problems, settings, choose_backend(backend, problems, needs_grad, p), batched, needs_grad
+    problems = _cast(point_problems(x, y, a, b, p, debias), dtype, rho is None)
+    backend = choose_backend(backend, problems, needs_grad, p)
+    return problems, settings, backend, batched, needs_grad, x.dtype
 
 
 def _result(
     problems: list[Problem], settings: Settings, backend: str, batched: bool, needs_grad: bool,
-    softmin: SoftminFactory | None = None,
+    out_dtype: torch.dtype | None = None, softmin: SoftminFactory | None = None,
 ) -> SinkhornResult:
     sol = solve(problems, settings, backend, needs_grad, softmin)
     first = problems[0]
@@ -104,10 +158,15 @@ def _result(
 
     def plan() -> torch.Tensor:
         out = plan_from_potentials(f, g, first.cost_matrix(), first.a, first.b, eps)
-        return out if batched else out[0]
+        return (out if batched else out[0]).to(dtype)
 
     tests = [t.converged for t in sol.traces]
-    unbatch = (lambda t: t) if batched else (lambda t: t[0])
+    # back to the inputs' dtype after a float64 solve (gradients flow through the casts)
+    dtype = out_dtype or value.dtype
+
+    def unbatch(t: torch.Tensor) -> torch.Tensor:
+        return (t if batched else t[0]).to(dtype)
+
     return SinkhornResult(
         value=unbatch(value), f=unbatch(f), g=unbatch(g), n_iter=sol.traces[0].n_iter,
         converged=None if settings.tol is None else all(tests), eps=eps, rho=settings.rho,
@@ -210,7 +269,10 @@ def sinkhorn(
             normalised to 1 in the balanced case (``reach=None``), kept as given with ``reach``
             (unbalanced OT compares measures of unequal mass). Zeros are allowed (use them to
             mask padded points in a batch).
-        p: ground cost exponent (>= 1).  blur: length scale of the entropic blur (> 0).
+        p: ground cost exponent (>= 1).  blur: length scale of the entropic blur (> 0). Far
+            above the points' spread the soft-mins lose digits to round-off: float32 problems
+            with ``blur^p >= max C`` are solved in float64, and from ``blur^p >= 1e6 max C`` a
+            balanced value is its ε -> ∞ limit (plan ``a ⊗ b``; an unbalanced one warns).
         reach: unbalanced OT length scale (None: balanced).
         debias: return the Sinkhorn divergence :math:`S_\varepsilon` instead of
             :math:`\mathrm{OT}_\varepsilon`.
@@ -246,7 +308,7 @@ def sinkhorn(
     for flag, name in ((return_plan, "return_plan"), (return_potentials, "return_potentials")):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
-    problems, settings, backend, batched, needs_grad = _points_problems(
+    problems, settings, backend, batched, needs_grad, dtype = _points_problems(
         x, y, a, b, p=p, blur=blur, debias=debias, scaling=scaling, reach=reach,
         diameter=diameter, tol=tol, max_iter=max_iter, backend=backend,
     )
@@ -255,7 +317,7 @@ def sinkhorn(
             "return_plan needs backend='dense'; the online backend never stores the "
             "n x m plan (use return_potentials=True, or sinkhorn_solve(...).plan())"
         )
-    res = _result(problems, settings, backend, batched, needs_grad)
+    res = _result(problems, settings, backend, batched, needs_grad, dtype)
     if not (return_plan or return_potentials):
         return res.value
     outputs = [res.value] + ([res.plan()] if return_plan else [])
@@ -264,7 +326,7 @@ def sinkhorn(
 
 def _cost_problems(
     cost: Any, a: Any, b: Any, *, eps, rho, cost_xx, cost_yy, scaling, tol, max_iter,
-) -> tuple[list[Problem], Settings, str, bool, bool]:
+) -> tuple[list[Problem], Settings, str, bool, bool, torch.dtype]:
     check_positive(eps, "eps")
     check_positive(rho, "rho", allow_none=True)
     max_iter = _check_common(scaling, tol, max_iter)
@@ -293,11 +355,12 @@ def _cost_problems(
     a, b = a.reshape(bsz, n), b.reshape(bsz, m)
     span = float(c.detach().abs().max())
     check_cost_range(span, 1.0, c.dtype)
+    limit, dtype = _precision(float(eps), span, c.dtype, rho)
     settings = Settings(p=1.0, blur=float(eps), scaling=scaling, rho=rho, tol=tol,
-                        max_iter=max_iter)
-    problems = cost_problems(c, a, b, *(selfs or [None, None]))
+                        max_iter=max_iter, limit=limit)
+    problems = _cast(cost_problems(c, a, b, *(selfs or [None, None])), dtype, rho is None)
     needs_grad = _needs_grad(c, a, b, *selfs)
-    return problems, settings, "dense", batched, needs_grad
+    return problems, settings, "dense", batched, needs_grad, c.dtype
 
 
 def sinkhorn_solve_from_cost(

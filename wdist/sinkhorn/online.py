@@ -2,9 +2,11 @@ r"""The online soft-min: never stores an ``n x m`` matrix.
 
 :math:`f_i = -\varepsilon \log \sum_j \exp(h_j - \|x_i - y_j\|^p / \varepsilon)` recomputes the
 costs in row chunks and reduces them with a streaming log-sum-exp; a custom backward does the same,
-so memory grows as O(n + m) (times the chunk size). On CUDA and for ``d <= 8`` the passes are
-``torch.compile``'d reductions that recompute ``C_ij`` in registers, like KeOps, without any
-chunk; any compiler failure falls back, once and with a warning, to the eager passes.
+so memory grows as O(n + m) (times the chunk size). On CUDA with ``triton`` installed the
+soft-min is the fused Triton kernel (:mod:`wdist._triton`, ``d <= TRITON_MAX_DIM``); otherwise,
+on CUDA and for ``d <= 8``, the passes are ``torch.compile``'d reductions that recompute
+``C_ij`` in registers, like KeOps, without any chunk. Any compiler or launch failure falls back,
+once and with a warning, to the next path; the eager chunks are the CPU's path.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any, NamedTuple
 import torch
 
 from wdist._cost import cost_matrix
+from wdist._triton import TRITON_MAX_DIM, triton_available, triton_softmin
 from wdist.sinkhorn._warn import caller_level
 from wdist.sinkhorn.loops import Softmin
 
@@ -210,3 +213,42 @@ def chunk_size(batch: int, m: int, device: torch.device) -> int:
 
 
 _chunk_size = chunk_size  # the name benchmarks used
+
+# Devices on which the online strategy runs the fused Triton soft-min when triton is installed
+# (and ``d <= TRITON_MAX_DIM``); elsewhere, and after a failed launch, the soft-min above. Tests
+# add "cpu" to run it under Triton's interpreter (``TRITON_INTERPRET=1``).
+_TRITON_DEVICES = {"cuda"}
+_triton: dict[str, Any] = {}  # "failed": set after a launch failure
+
+
+def softmin_factory(x: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor, float, int], Softmin]:
+    """The online soft-min factory for points ``x``: Triton's where it runs, else the
+    chunked / compiled one (looked up at call time: tools may route it elsewhere)."""
+    if (
+        x.device.type in _TRITON_DEVICES
+        and x.shape[-1] <= TRITON_MAX_DIM
+        and not _triton.get("failed")
+        and triton_available(x.device)
+    ):
+        return _triton_online_softmin
+    return _online_softmin
+
+
+def _triton_online_softmin(x: torch.Tensor, y: torch.Tensor, p: float, chunk: int) -> Softmin:
+    """The fused Triton soft-min, with the chunked / compiled one as its fallback."""
+
+    def softmin(eps: float, h: torch.Tensor) -> torch.Tensor:
+        if not _triton.get("failed"):
+            try:
+                return triton_softmin(x, y, h, eps, p)
+            except Exception as err:  # noqa: BLE001 - any compile or launch failure
+                _triton["failed"] = True
+                warnings.warn(
+                    f"the Triton soft-min failed ({type(err).__name__}: {err}); using the "
+                    "torch implementation",
+                    RuntimeWarning,
+                    stacklevel=caller_level(),
+                )
+        return _OnlineSoftmin.apply(x, y, h, eps, p, chunk)
+
+    return softmin

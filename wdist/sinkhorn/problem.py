@@ -25,6 +25,7 @@ class Settings:
     max_iter: int
     diameter: float | None = None  # the schedule's start (None: by strategy)
     spread: float | None = None  # bounding-box diagonal of the points (online start)
+    limit: bool = False  # eps far above every cost: the eps -> inf limit, no loop
 
     @property
     def eps(self) -> float:
@@ -75,6 +76,41 @@ class Problem:
         sm_xy = dense_softmin(cost_matrix(self.x, self.y.detach(), self.p))
         sm_yx = None if self.sym else dense_softmin(cost_matrix(self.y, self.x.detach(), self.p))
         return sm_xy, sm_yx
+
+
+def limit_potentials(pb: Problem) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Potentials of the balanced problem as :math:`\varepsilon \to \infty`, where the plan
+    tends to :math:`a \otimes b` and :math:`\mathrm{OT}_\varepsilon \to \langle a \otimes b,
+    C \rangle` (the next term, :math:`-\|\tilde C\|^2_{a \otimes b} / 2\varepsilon` with the
+    doubly centred cost, is below round-off where this is used):
+    :math:`f_i = \sum_j b_j C_{ij} - \frac12 \langle a \otimes b, C \rangle`, ``g`` likewise.
+    Built like the soft-mins' extrapolation: ``f`` differentiates through ``x`` (or the cost)
+    only, ``g`` through ``y``, and the shifts carry no gradient, so ``<a, f> + <b, g>`` has the
+    limit's value and gradient."""
+    a, b = pb.a.detach(), pb.b.detach()
+    if pb.cost is not None:
+        cost = 0.5 * (pb.cost + pb.cost.detach()) if pb.sym else pb.cost
+        rows = (cost * b.unsqueeze(-2)).sum(-1)
+        cols = None if pb.sym else (pb.cost.detach() * a.unsqueeze(-1)).sum(-2)
+    else:
+        rows = _weighted_cost_sums(pb.x, pb.y.detach(), b, pb.p)
+        cols = None if pb.sym else _weighted_cost_sums(pb.y, pb.x.detach(), a, pb.p)
+    f = rows - 0.5 * (a * rows).sum(-1, keepdim=True).detach()
+    g = f if cols is None else cols - 0.5 * (b * cols).sum(-1, keepdim=True).detach()
+    return f, g
+
+
+def _weighted_cost_sums(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, p: float):
+    """``sum_j w_j |x_i - y_j|^p`` ``[B, n]``: a closed form for ``p = 2``, else row chunks."""
+    if p == 2:
+        return (w.sum(-1, keepdim=True) * (x**2).sum(-1)
+                - 2 * (x @ (w.unsqueeze(-1) * y).sum(-2, keepdim=True).transpose(-1, -2))[..., 0]
+                + (w * (y**2).sum(-1)).sum(-1, keepdim=True))
+    chunk = max(1, 2**22 // max(1, y.shape[0] * y.shape[1]))
+    return torch.cat([
+        (cost_matrix(x[..., s : s + chunk, :], y, p) * w.unsqueeze(-2)).sum(-1)
+        for s in range(0, x.shape[-2], chunk)
+    ], -1)
 
 
 def point_problems(

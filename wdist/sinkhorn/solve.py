@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import torch
 
 from wdist.sinkhorn import online
-from wdist.sinkhorn.dense import KERNEL_RANGE, dense_sinkhorn
+from wdist.sinkhorn.dense import KERNEL_RANGE, dense_sinkhorn, dense_softmin
 from wdist.sinkhorn.loops import Softmin, Trace, epsilon_schedule, extrapolate_step, log_sinkhorn
-from wdist.sinkhorn.problem import Problem, Settings
+from wdist.sinkhorn.problem import Problem, Settings, limit_potentials
 
 # A factory of soft-mins for the online strategy: (x [B, n, d], y [B, m, d], p, chunk) -> softmin.
 SoftminFactory = Callable[[torch.Tensor, torch.Tensor, float, int], Softmin]
@@ -54,6 +54,11 @@ def solve(
     envelope theorem's gradient to the points (or costs). ``softmin``: the online strategy's
     soft-min factory (default: the chunked / compiled one)."""
     traces = [Trace() for _ in problems]
+    if settings.limit:
+        for trace in traces:
+            trace.converged = None if settings.tol is None else True
+        return Solution([limit_potentials(pb) for pb in problems], traces,
+                        lambda: _stored_softmins(problems[0]))
     with torch.no_grad():
         if backend == "dense":
             solved = _solve_dense(problems, settings, traces, extrapolate=not needs_grad)
@@ -74,14 +79,14 @@ def solve(
             )
 
     def first_softmins() -> tuple[Softmin, Softmin]:
-        if online_softmins is not None:
-            return online_softmins[0]
-        from wdist.sinkhorn.dense import dense_softmin
-
-        cost = problems[0].cost_matrix().detach()
-        return dense_softmin(cost), dense_softmin(cost.transpose(-1, -2))
+        return _stored_softmins(problems[0]) if online_softmins is None else online_softmins[0]
 
     return Solution(solved, traces, first_softmins)
+
+
+def _stored_softmins(pb: Problem) -> tuple[Softmin, Softmin]:
+    cost = pb.cost_matrix().detach()
+    return dense_softmin(cost), dense_softmin(cost.transpose(-1, -2))
 
 
 def _solve_dense(
@@ -116,9 +121,8 @@ def _solve_online(
     softmin: SoftminFactory | None,
 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[tuple[Softmin, Softmin | None]]]:
     """Log domain on soft-mins that never store ``n x m`` (points only)."""
-    # looked up at call time: tools may route the module's factory elsewhere
-    factory = softmin or online._online_softmin
     first = problems[0]
+    factory = softmin or online.softmin_factory(first.x)
     bsz, n, m = first.shape
     chunk = online.chunk_size(bsz, max(n, m), first.x.device)
     p, blur = settings.p, float(settings.blur)
