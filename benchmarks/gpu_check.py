@@ -437,7 +437,7 @@ def worker_wgan(spec: dict) -> None:
 
 
 def worker_wdgrl(spec: dict) -> None:
-    """WDGRL epoch time per 1,000 source samples (``WDGRLConfig.estimator(...).fit``)."""
+    """WDGRL epoch time per 1,000 source samples (``WDGRLConfig.make_estimator(...).fit``)."""
     from wdist_apps.runtime import load_config
     from wdist_apps.wdgrl.experiment import WDGRLConfig, build_task
 
@@ -447,11 +447,11 @@ def worker_wdgrl(spec: dict) -> None:
     if spec["tiny"]:
         keep = slice(0, 64)
         task.Xs, task.ys, task.Xt = task.Xs[keep], task.ys[keep], task.Xt[keep]
-    cfg.epochs = 2 if spec["tiny"] else 3
-    n_train = len(task.Xs) - int(round(cfg.val_fraction * len(task.Xs)))
-    est = cfg.estimator("wdgrl", 0, spec["device"]).fit(task.Xs, task.ys, task.Xt)
+    cfg.set(epochs=2 if spec["tiny"] else 3)
+    n_train = len(task.Xs) - int(round(cfg.params["val_fraction"] * len(task.Xs)))
+    est = cfg.make_estimator("wdgrl", 0, spec["device"]).fit(task.Xs, task.ys, task.Xt)
     secs = [row["seconds"] for row in est.history_[1:]]  # the first epoch warms up
-    emit({"kind": "wdgrl", "task": task_name, "network": cfg.network, "n_train": n_train,
+    emit({"kind": "wdgrl", "task": task_name, "network": cfg.params["network"], "n_train": n_train,
           "s_per_1k_source": 1000 * statistics.median(secs) / n_train, "status": "ok"})
 
 

@@ -34,11 +34,11 @@ METHODS = ("source_only", "wdgrl", "dann", "coral")
 def our_times(
     cfg: WDGRLConfig, task, method: str, device: torch.device, epochs: int
 ) -> list[float]:
-    cfg.epochs = epochs
-    est = cfg.estimator(method, 0, device).fit(task.Xs, task.ys, task.Xt)
+    cfg.set(epochs=epochs)
+    est = cfg.make_estimator(method, 0, device).fit(task.Xs, task.ys, task.Xt)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    n_train = len(task.Xs) - int(round(cfg.val_fraction * len(task.Xs)))
+    n_train = len(task.Xs) - int(round(cfg.params["val_fraction"] * len(task.Xs)))
     return [1000 * row["seconds"] / n_train for row in est.history_[1:]]
 
 
@@ -50,7 +50,7 @@ def skada_times(
     except ImportError:
         return None
     try:
-        cfg.epochs = epochs
+        cfg.set(epochs=epochs)
         net = skada_dann(cfg, task.Xs.shape[1:], 10, 0, device)
     except ImportError:
         return None
@@ -59,7 +59,7 @@ def skada_times(
     dom = np.concatenate([np.ones(len(task.Xs)), -2 * np.ones(len(task.Xt))]).astype(np.int64)
     net.fit(X, y, sample_domain=dom)
     # skada's epoch: max(n_source, n_target) samples of each domain in balanced batches.
-    bs = cfg.batch_size
+    bs = cfg.params["batch_size"]
     n = max(len(task.Xs) - len(task.Xs) % bs, len(task.Xt) - len(task.Xt) % bs)
     return [1000 * d / n for d in net.history[1:, "dur"]]
 
@@ -83,12 +83,12 @@ def main() -> int:
         for method in METHODS:
             times[method] = [t for _ in range(args.repeats)
                              for t in our_times(cfg, task, method, device, args.epochs)]
-        if cfg.network == "mlp":
+        if cfg.params["network"] == "mlp":
             peer = [skada_times(cfg, task, device, args.epochs) for _ in range(args.repeats)]
             if all(p is not None for p in peer):
                 times["skada_dann"] = [t for p in peer for t in p]
         med = {m: statistics.median(v) for m, v in times.items()}
-        rows.append({"task": name, "network": cfg.network, "n_source": len(task.Xs),
+        rows.append({"task": name, "network": cfg.params["network"], "n_source": len(task.Xs),
                      "median_s_per_1k_source": med, "samples": times})
         print(name, {m: f"{v:.3f}s" for m, v in med.items()}, flush=True)
     meta = environment()

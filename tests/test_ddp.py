@@ -91,8 +91,8 @@ def _worker(rank: int, port: int, out) -> None:
     g = torch.Generator().manual_seed(2)
     xs, xt = torch.randn(40, 3, generator=g), torch.randn(40, 3, generator=g) + 0.5
     clf = WDGRLClassifier(hidden=(8,), critic_hidden=(8,), n_critic=2, batch_size=8, epochs=2,
-                          device="cpu").fit(xs.numpy(), (xs[:, 0] > 0).numpy(), xt.numpy(),
-                                            checkpoint=out / "wdgrl.pt")
+                          min_steps=0, random_state=0, device="cpu")
+    clf.fit(xs.numpy(), (xs[:, 0] > 0).numpy(), xt.numpy(), checkpoint=out / "wdgrl.pt")
     found["wdgrl"] = (_params(clf.extractor_), _params(clf.head_),
                       _params(clf.aligner_.critic.module))
     # 5. QR-DQN: each rank its own envs, exploration and replay, every update averaged

@@ -216,15 +216,16 @@ def test_qrdqn_sigterm_checkpoints_at_a_step_and_resumes_to_the_same_counters(tm
 def test_wdgrl_sigterm_checkpoints_an_epoch_and_resumes_exactly(tmp_path):
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({
-        "task": "moons", "angle": 30.0, "methods": ["wdgrl"], "hidden": [16],
-        "critic_hidden": [8], "lr": 1e-2, "epochs": 100_000, "seeds": 1,
+        "task": "moons", "angle": 30.0, "methods": ["wdgrl"], "seeds": 1,
+        "estimator": {"hidden": [16], "critic_hidden": [8], "lr": 1e-2, "epochs": 100_000,
+                      "min_steps": 0},
         "w1_check_samples": 50, "w1_refit_steps": 10}))
     run = tmp_path / "run"
     log = run / "runs" / "moons30" / "wdgrl_seed0.csv"
     base = ["wdgrl", "run", "--config", str(cfg), "--device", "cpu"]
     code, err = _kill_when_ready([*base, "--out", str(run)], lambda: len(_rows(log)) >= 2)
     assert code == 128 + signal.SIGTERM and "stopped by SIGTERM after epoch" in err, err
-    assert yaml.safe_load((log.parent / "config.yaml").read_text())["hidden"] == [16]
+    assert yaml.safe_load((log.parent / "config.yaml").read_text())["estimator"]["hidden"] == [16]
     epoch = load_checkpoint(log.with_suffix(".pt"))["epoch"]
     assert epoch == len(_rows(log))  # the checkpoint and the log agree: an epoch boundary
     epochs = ["--epochs", str(epoch + 2)]

@@ -20,7 +20,8 @@ from wdist_apps.wdgrl.data import make_moons_task
 from wdist_apps.wdgrl.experiment import w1_check
 
 # The moons configs' setting (configs/wdgrl/moons50.yaml), shortened for CI.
-PARAMS = dict(hidden=(500,), critic_hidden=(100,), lr=1e-3, critic_lr=1e-3, epochs=12,
+PARAMS = dict(hidden=(500,), critic_hidden=(100,), lr=1e-3, critic_lr=1e-3, epochs=12, min_steps=0,
+              standardize=None,
               device="cpu")
 
 
@@ -37,7 +38,7 @@ def test_wdgrl_beats_source_only_and_certified_critic_w1_is_close_below_emd():
     acc = {m: [] for m in ("source_only", "wdgrl")}
     for seed in (0, 1):
         for m in acc:
-            est = WDGRLClassifier(method=m, seed=seed, **PARAMS)
+            est = WDGRLClassifier(method=m, random_state=seed, **PARAMS)
             est.fit(task.Xs, task.ys, task.Xt)
             acc[m].append(est.score(task.Xt_test, task.yt_test))
             if m == "wdgrl":
@@ -57,7 +58,8 @@ def test_cli_run_writes_table_json_plots_and_resumes(tmp_path, capsys, monkeypat
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump({
         "task": "moons", "angle": 30.0, "methods": ["source_only", "wdgrl", "target_only"],
-        "hidden": [32], "critic_hidden": [16], "lr": 1e-2, "epochs": 2, "seeds": 2,
+        "estimator": {"hidden": [32], "critic_hidden": [16], "lr": 1e-2, "epochs": 2,
+                      "min_steps": 0}, "seeds": 2,
         "w1_check_samples": 100, "w1_refit_steps": 30,  # the check's plumbing, not its accuracy
     }))
     out = tmp_path / "out"
@@ -89,8 +91,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_text("task: moons\nlearning_rate: 0.1\n")
     assert main(["wdgrl", "run", "--config", str(bad)]) == 2
     assert "unknown config key(s) ['learning_rate']" in capsys.readouterr().err
-    assert main(["wdgrl", "bench", "--methods", "wdgrl", "--config", str(bad)]) == 2
-    assert "unrecognized arguments: --methods" in capsys.readouterr().err
+    assert main(["wdgrl", "bench", "--config", str(bad)]) == 2
+    assert "unrecognized arguments: --config" in capsys.readouterr().err
+    bad.write_text("task: moons\nestimator: {hidden: [8], learning_rate: 0.1}\n")
+    assert main(["wdgrl", "run", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown WDGRLClassifier parameter(s) ['learning_rate']" in err and "'wd_weight'" in err
     moons = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "moons10.yaml"
     assert main(["wdgrl", "run", "--config", str(moons), "--out", str(tmp_path / "typo"),
                  "--resume"]) == 2  # nothing to resume: not a silent fresh start
@@ -108,8 +114,11 @@ def test_cli_on_user_feature_files(tmp_path, monkeypatch):
     lines = ["a,b,c,d,e,label"] + [",".join(map(str, r)) + f",{int(r[0] > 0.5)}" for r in Xt]
     (tmp_path / "tgt.csv").write_text("\n".join(lines))
     shipped = Path(__file__).resolve().parents[1] / "configs" / "wdgrl" / "files.yaml"
-    config = tmp_path / "files.yaml"  # the shipped config, its W1 check cut to the plumbing
-    config.write_text(shipped.read_text() + "w1_check_samples: 100\nw1_refit_steps: 30\n")
+    data = yaml.safe_load(shipped.read_text())
+    data["estimator"] = {**data["estimator"], "min_steps": 0}  # 1 epoch of 2 steps, for CI
+    data.update(w1_check_samples=100, w1_refit_steps=30)  # the W1 check cut to the plumbing
+    config = tmp_path / "files.yaml"
+    config.write_text(yaml.safe_dump(data))
     monkeypatch.chdir(tmp_path)
     assert main(["wdgrl", "run", "--config", str(config), "--source",
                  str(tmp_path / "src.npz"), "--target", str(tmp_path / "tgt.csv"), "--epochs",
@@ -119,3 +128,22 @@ def test_cli_on_user_feature_files(tmp_path, monkeypatch):
     res = json.loads((tmp_path / "runs" / "wdgrl" / "tgt.json").read_text())["tasks"][0]
     assert res["summary"].startswith("tgt: source (60, 5), target adapt (20, 5)")
     assert 0 <= res["methods"]["wdgrl"]["mean"] <= 1
+
+
+def test_config_estimator_block_holds_each_default_once():
+    from wdist_apps.runtime import load_config
+    from wdist_apps.wdgrl.experiment import WDGRLConfig
+
+    est = WDGRLClassifier()
+    assert WDGRLConfig().params == {k: v for k, v in est.get_params().items()
+                                    if k not in ("method", "random_state", "device", "verbose")}
+    cfg = load_config(WDGRLConfig, Path(__file__).resolve().parents[1] / "configs" / "wdgrl"
+                      / "digits_mnist.yaml")
+    made = cfg.make_estimator("dann", 2, "cpu")
+    assert made.hidden == (500, 100) and made.wd_weight == 0.1 and made.random_state == 2
+    assert made.batch_size == est.batch_size  # not in the file: the estimator's default
+    mnistm = load_config(WDGRLConfig, Path(__file__).resolve().parents[1] / "configs" / "wdgrl"
+                         / "mnist_mnistm.yaml")
+    assert mnistm.params["lr"] == 1e-4 and mnistm.params["critic_lr"] == 1e-3  # paper, Office
+    cfg.set(epochs=3, lr="1e-4")  # YAML reads 1e-4 as a string: coerced like the file
+    assert cfg.params["epochs"] == 3 and cfg.params["lr"] == 1e-4

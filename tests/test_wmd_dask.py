@@ -83,10 +83,10 @@ def test_classifier_and_cli_search_on_the_cluster(client, lee, tmp_path, capsys)
     shared = WMD(wmd.embeddings)
     clf = shared.kneighbors_classifier(n_neighbors=3, client=client).fit(corpus, y)
     np.testing.assert_array_equal(clf.predict(queries), local.predict(queries))
-    sharded = shared._shards
+    sharded = clf.wmd_._shards
     assert isinstance(sharded, ShardedCorpus) and sharded.bytes_sent > 0
     clf.predict(queries.subset([0, 1]))
-    assert shared._shards is sharded  # the corpus went to the workers once, not per batch
+    assert clf.wmd_._shards is sharded  # the corpus went to the workers once, not per batch
 
     texts = lee_sentences()[:200]
     path = tmp_path / "corpus.jsonl"

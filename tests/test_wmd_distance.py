@@ -172,6 +172,29 @@ def test_kneighbors_classifier_on_separable_topics(emb):
         WMD(emb).kneighbors_classifier(n_neighbors=99).fit(docs[:40], y[:40])
 
 
+def test_kneighbors_classifier_follows_sklearn_conventions(emb):
+    import pickle
+
+    from sklearn.base import clone
+
+    from wdist_apps.wmd import WMDKNeighborsClassifier
+
+    docs = [["w1", "w2"], ["w2", "w3"], ["w40", "w41"], ["w41", "w42"]]
+    y = ["a", "a", "b", "b"]
+    wmd = WMD(emb, idf=True)
+    with pytest.raises(TypeError):
+        WMDKNeighborsClassifier(wmd, 1)  # options are keyword-only
+    clf = WMDKNeighborsClassifier(wmd, n_neighbors=1).fit(docs, y)
+    assert wmd.idf_ is None and clf.wmd_.idf_ is not None  # fit left the given WMD alone
+    twin = clone(clf)
+    assert twin.wmd is not wmd and twin.wmd.embeddings is emb  # the table is shared, not copied
+    assert twin.wmd.idf and twin.get_params()["n_neighbors"] == 1
+    assert not hasattr(twin, "wmd_")
+    back = pickle.loads(pickle.dumps(clf))
+    queries = [["w1", "w3"], ["w40", "w42"]]
+    assert back.predict(queries).tolist() == clf.predict(queries).tolist() == ["a", "b"]
+
+
 def test_rwmd_chunking_does_not_change_the_result(emb):
     from wdist_apps.wmd import bounds
     from wdist_apps.wmd.model import _Table

@@ -56,6 +56,9 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     return value
 
 
+coerce = _coerce  # public name for apps that check nested blocks against other signatures
+
+
 def from_dict(cls: type[T], data: dict[str, Any], source: str = "config") -> T:
     """Build dataclass ``cls`` from ``data``, rejecting keys it does not declare."""
     if not isinstance(data, dict):

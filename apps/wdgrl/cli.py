@@ -2,7 +2,8 @@
 
     wdist wdgrl run --config moons50 [--seeds 5] [--device cpu] [--resume | --overwrite]
     wdist wdgrl run --config files --source src.npz --target tgt.npz
-    wdist wdgrl bench [--seeds 3] [--epochs N] [--out DIR] [--device cpu] [--resume]
+    wdist wdgrl bench [--seeds 3] [--epochs N] [--methods ...] [--out DIR] [--device cpu]
+                      [--resume]
 
 Both write to a git-ignored folder under runs/ by default; ``bench --out results/wdgrl
 --overwrite`` regenerates the committed results.
@@ -40,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "files): one table")
     bench.add_argument("--seeds", type=int, help="number of seeds per task")
     bench.add_argument("--epochs", type=int, help="epochs per run")
+    bench.add_argument("--methods", nargs="+", help="only these rows (those a task's config "
+                       "lists), written to bench_<m1>+<m2>....md, e.g. --methods "
+                       "knn_source_only ot_emd ot_sinkhorn ot_linear")
     bench.add_argument("--out", default="runs/wdgrl-bench", metavar="DIR",
                        help="output folder (default: runs/wdgrl-bench; the committed table is "
                        "regenerated with --out results/wdgrl --overwrite)")
@@ -90,6 +94,6 @@ def _bench(args: argparse.Namespace) -> int:
 
     with scoped_settings(threads=_threads(args)), stop_on_signal():
         run_bench(args.out, args.device, seeds=args.seeds, epochs=args.epochs,
-                  resume=args.resume, overwrite=args.overwrite)
+                  resume=args.resume, overwrite=args.overwrite, methods=args.methods)
     print(f"wrote {args.out}")
     return 0

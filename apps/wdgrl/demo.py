@@ -11,7 +11,7 @@ from wdist_apps.runtime.figures import save_figure
 from wdist_apps.wdgrl.data import make_moons_task
 from wdist_apps.wdgrl.estimator import WDGRLClassifier
 
-DEMO_PARAMS = dict(hidden=(500,), lr=1e-3, critic_lr=1e-3, epochs=10, seed=0)
+DEMO_PARAMS = dict(hidden=(500,), epochs=10, min_steps=0, standardize=None, random_state=0)
 
 
 def run(out_dir: Path, device: torch.device) -> list[Path]:

@@ -4,7 +4,9 @@
 network, same optimiser; only the alignment term differs), reports target-test accuracy, and for
 WDGRL checks the critic's final W1 estimate against the exact ``wdist.emd`` on the same features.
 ``target_only`` is the target-supervised upper bound: the source-only model trained on the
-*labelled* target adaptation set.
+*labelled* target adaptation set. ``ot_emd`` / ``ot_sinkhorn`` / ``ot_linear`` are POT's classical
+OT domain adaptation with a 5-nearest-neighbour classifier on the transported source
+(:mod:`wdist_apps.wdgrl.otda`); ``knn_source_only`` is that classifier on the raw source.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +23,12 @@ import numpy as np
 import torch
 
 from wdist_apps.runtime import progress
+from wdist_apps.runtime.config import ConfigError, coerce
 from wdist_apps.wdgrl.data import DomainTask, make_task
 from wdist_apps.wdgrl.estimator import WDGRLClassifier
 from wdist_apps.wdgrl.methods import METHODS
 from wdist_apps.wdgrl.networks import mlp
+from wdist_apps.wdgrl.otda import BENCH_ROWS, k_neighbors, otda_accuracy
 
 ALL_METHODS = (*METHODS, "target_only")
 PEER = "skada_dann"
@@ -31,41 +36,31 @@ PEER = "skada_dann"
 
 @dataclass
 class WDGRLConfig:
-    """One YAML file in ``configs/wdgrl/`` (every key optional; defaults = the paper's)."""
+    """One YAML file in ``configs/wdgrl/``: the task, the methods, the seeds, and an
+    ``estimator:`` block of :class:`WDGRLClassifier` parameters (each default lives there once;
+    a key the estimator does not take is an error naming the valid ones)."""
 
     task: str = "moons"
     angle: float = 50.0
     source_path: str | None = None
     target_path: str | None = None
     methods: list[str] = field(default_factory=lambda: list(ALL_METHODS))
-    network: str = "mlp"
-    hidden: list[int] = field(default_factory=lambda: [500])
-    critic_hidden: list[int] = field(default_factory=lambda: [100])
-    wd_weight: float = 1.0
-    gp_weight: float = 10.0
-    n_critic: int = 5
-    lr: float = 1e-4
-    critic_lr: float = 1e-4
-    weight_decay: float = 1e-4
-    batch_size: int = 32
-    epochs: int = 20
-    patience: int | None = None
-    val_fraction: float = 0.1
-    dann_weight: float = 1.0
-    coral_weight: float | None = None  # None: WDGRL's own baseline weight, 0.02 k^2
+    estimator: dict[str, Any] = field(default_factory=dict)
     seeds: int = 3
     w1_check_samples: int = 500
     w1_refit_steps: int = 1500
 
     def __post_init__(self) -> None:
-        bad = [m for m in self.methods if m not in (*ALL_METHODS, PEER)]
+        bad = [m for m in self.methods if m not in (*ALL_METHODS, PEER, *BENCH_ROWS)]
         if bad:
-            raise ValueError(f"methods {bad} unknown; choose from {[*ALL_METHODS, PEER]}")
+            raise ValueError(f"methods {bad} unknown; choose from "
+                             f"{[*ALL_METHODS, PEER, *BENCH_ROWS]}")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.task != "files" and (self.source_path or self.target_path):
             raise ValueError(f"source_path / target_path (--source / --target) are read by task "
                              f"'files' only, got task {self.task!r}")
+        self.estimator = estimator_params(self.estimator)
 
     @property
     def name(self) -> str:
@@ -75,12 +70,45 @@ class WDGRLConfig:
             return Path(self.target_path).stem
         return self.task
 
-    def estimator(self, method: str, seed: int, device: str | torch.device) -> WDGRLClassifier:
-        keys = [f.name for f in dataclasses.fields(WDGRLConfig)]
-        est_keys = set(WDGRLClassifier().get_params()) & set(keys)
-        kw = {k: getattr(self, k) for k in est_keys}
-        kw["hidden"], kw["critic_hidden"] = tuple(self.hidden), tuple(self.critic_hidden)
-        return WDGRLClassifier(method=method, seed=seed, device=device, **kw)
+    @property
+    def params(self) -> dict[str, Any]:
+        """Every estimator parameter: the estimator's defaults updated by the ``estimator:``
+        block (read-only view; change the block with :meth:`set`)."""
+        return {**_DEFAULTS, **self.estimator}
+
+    def set(self, **params: Any) -> WDGRLConfig:
+        """Update the ``estimator:`` block (checked like the YAML)."""
+        self.estimator = estimator_params({**self.estimator, **params})
+        return self
+
+    def make_estimator(self, method: str, seed: int,
+                       device: str | torch.device) -> WDGRLClassifier:
+        return WDGRLClassifier(**{**self.estimator, "method": method, "random_state": seed,
+                                  "device": device})
+
+
+_RUN_SET = ("method", "random_state", "device", "verbose")  # set per run by the experiment
+_DEFAULTS = {k: v for k, v in WDGRLClassifier().get_params().items() if k not in _RUN_SET}
+
+
+def estimator_params(block: Any, source: str = "estimator") -> dict[str, Any]:
+    """A config's ``estimator:`` mapping checked against :class:`WDGRLClassifier`'s signature:
+    unknown keys raise :class:`ConfigError`; YAML values are coerced to the parameter's type
+    (lists of widths become tuples)."""
+    if not isinstance(block, dict):
+        raise ConfigError(f"{source}: expected a mapping of WDGRLClassifier parameters, got "
+                          f"{type(block).__name__}")
+    unknown = sorted(set(block) - set(_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown WDGRLClassifier parameter(s) {unknown}; valid "
+                          f"keys are {sorted(_DEFAULTS)} (method, random_state and device are "
+                          "set by the experiment)")
+    hints = typing.get_type_hints(WDGRLClassifier.__init__)
+    out = {k: coerce(f"{source}.{k}", v, hints[k]) for k, v in block.items()}
+    for k in ("hidden", "critic_hidden"):
+        if isinstance(out.get(k), list):
+            out[k] = tuple(out[k])
+    return out
 
 
 def build_task(cfg: WDGRLConfig) -> DomainTask:
@@ -107,16 +135,22 @@ def run_experiment(
         accs, secs, hists = [], [], []
         for seed in range(cfg.seeds):
             t0 = time.perf_counter()
-            if method in (PEER, "target_only") and not labelled_target:
-                break  # both need target labels (to score, to train on)
+            if method in (PEER, "target_only", *BENCH_ROWS) and not labelled_target:
+                break  # they need target labels (to score, to train on)
+            if method in BENCH_ROWS:  # deterministic: one run, whatever the seeds
+                accs.append(otda_accuracy(method.removeprefix("knn_"), task.Xs, task.ys,
+                                          task.Xt, task.Xt_test, task.yt_test,
+                                          classifier=k_neighbors))
+                secs.append(time.perf_counter() - t0)
+                break
             if method == PEER:
                 from wdist_apps.wdgrl.peer import skada_dann_accuracy
 
                 accs.append(skada_dann_accuracy(cfg, task, seed, device))
                 secs.append(time.perf_counter() - t0)
                 continue
-            est = cfg.estimator("source_only" if method == "target_only" else method, seed,
-                                device)
+            est = cfg.make_estimator("source_only" if method == "target_only" else method,
+                                     seed, device)
             est.verbose = verbose
             Xs, ys = (task.Xt, task.yt) if method == "target_only" else (task.Xs, task.ys)
             stem = out_dir / cfg.name / f"{method}_seed{seed}"
@@ -170,10 +204,11 @@ def w1_check(
     n_fresh = min(n, len(task.Xt) - n)  # fresh pairs: h_other and targets the refit never saw
     device = next(est.head_.parameters()).device
 
-    def feats(X: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(est.transform(X)).to(device)
+    def feats(X: np.ndarray, domain: str = "target") -> torch.Tensor:
+        return torch.from_numpy(est.transform(X, domain=domain)).to(device)
 
-    hs, h_other, ht = feats(task.Xs[src[:n]]), feats(task.Xs[src[n:2 * n]]), feats(task.Xt[tgt[:n]])
+    hs, h_other = feats(task.Xs[src[:n]], "source"), feats(task.Xs[src[n:2 * n]], "source")
+    ht = feats(task.Xt[tgt[:n]])
     critic = est.aligner_.critic
     with torch.no_grad():
         estimate = critic.estimate(hs, ht).item()

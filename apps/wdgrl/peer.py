@@ -37,19 +37,20 @@ def skada_dann(cfg: Any, input_shape: tuple[int, ...], n_classes: int, seed: int
     except ImportError as err:
         raise ImportError("method 'skada_dann' needs the peer package: pip install skada "
                           "skorch") from err
+    p = cfg.params
     torch.manual_seed(seed)
     return DANN(
-        _Net(input_shape, list(cfg.hidden), n_classes), layer_name="feat",
-        num_features=cfg.hidden[-1], reg=cfg.dann_weight, batch_size=cfg.batch_size,
-        max_epochs=cfg.epochs, optimizer=torch.optim.Adam, lr=cfg.lr,
-        optimizer__weight_decay=cfg.weight_decay, train_split=None, verbose=0,
+        _Net(input_shape, list(p["hidden"]), n_classes), layer_name="feat",
+        num_features=p["hidden"][-1], reg=p["dann_weight"], batch_size=p["batch_size"],
+        max_epochs=p["epochs"], optimizer=torch.optim.Adam, lr=p["lr"],
+        optimizer__weight_decay=p["weight_decay"], train_split=None, verbose=0,
         device=str(device),
     )
 
 
 def skada_dann_accuracy(cfg: Any, task: Any, seed: int, device: str | torch.device) -> float:
     """Fit skada's DANN on (source labelled, target unlabelled); target-test accuracy."""
-    if cfg.network != "mlp":
+    if cfg.params["network"] != "mlp":
         raise ValueError("the skada peer is wired for network='mlp' tasks only")
     from wdist_apps.runtime import resolve_device
 

@@ -60,7 +60,8 @@ def plot_features(task: Any, models: dict[str, Any], path: Path, n: int = 600) -
     tgt_colour = (dict(c=np.searchsorted(classes, task.yt_test[j]), cmap="tab10", vmin=0, vmax=9)
                   if task.labelled_target else dict(c="grey"))
     for ax, method in zip(axes[0], shown):
-        hs, ht = models[method].transform(task.Xs[i]), models[method].transform(task.Xt_test[j])
+        model = models[method]
+        hs, ht = model.transform(task.Xs[i], domain="source"), model.transform(task.Xt_test[j])
         z = PCA(2, random_state=0).fit_transform(np.concatenate([hs, ht]))
         zs, zt = z[: len(i)], z[len(i) :]
         ax.scatter(zs[:, 0], zs[:, 1], c=c_src, cmap="tab10", marker="o", s=8,

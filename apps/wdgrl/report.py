@@ -14,6 +14,7 @@ from wdist_apps.runtime.config import builtin_configs
 from wdist_apps.runtime.machine import machine_info, markdown_header
 from wdist_apps.runtime.run import open_run_dir, snapshot_config
 from wdist_apps.wdgrl.experiment import ALL_METHODS, PEER, WDGRLConfig, build_task, run_experiment
+from wdist_apps.wdgrl.otda import BENCH_ROWS, OT_METHODS
 from wdist_apps.wdgrl.plots import plot_curves, plot_features, plot_summary
 
 CONFIG_DIR = builtin_configs("wdgrl")
@@ -27,7 +28,7 @@ def run_one(
 ) -> dict[str, Any]:
     """``wdist wdgrl run --config ...``: one task, all its methods × seeds, table + plots. A
     folder that already holds this task's run is refused unless ``resume`` or ``overwrite``."""
-    cfg = _available(load_config(WDGRLConfig, config, overrides))
+    cfg = _available(_load(config, overrides))
     out = open_run_dir(out, resume=resume, overwrite=overwrite,
                        owned=(f"runs/{cfg.name}/*", f"{cfg.name}.json"))
     _check_resume(resume, out / "runs" / cfg.name)
@@ -40,20 +41,43 @@ def run_one(
 
 def run_bench(
     out: str | Path, device: str, seeds: int | None = None, epochs: int | None = None,
-    resume: bool = False, overwrite: bool = False,
+    resume: bool = False, overwrite: bool = False, methods: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """``wdist wdgrl bench``: every task in :data:`BENCH` × its methods × seeds."""
-    configs = [_available(load_config(WDGRLConfig, CONFIG_DIR / f"{name}.yaml",
-                                      {"seeds": seeds, "epochs": epochs}), quiet=i > 0)
+    """``wdist wdgrl bench``: every task in :data:`BENCH` × its methods × seeds.
+
+    ``methods``: only these (those a task's config lists), written to ``bench_<m1>+<m2>...``
+    instead of ``bench``, e.g. the classical OT rows alone."""
+    configs = [_available(_load(CONFIG_DIR / f"{name}.yaml", {"seeds": seeds, "epochs": epochs}),
+                          quiet=i > 0)
                for i, name in enumerate(BENCH)]
-    out = open_run_dir(out, resume=resume, overwrite=overwrite, owned=("runs/*", "bench.json"))
+    if methods:
+        for cfg in configs:
+            cfg.methods = [m for m in cfg.methods if m in methods]
+    report = "bench" if not methods else "bench_" + "+".join(methods)
+    out = open_run_dir(out, resume=resume, overwrite=overwrite,
+                       owned=("runs/*", f"{report}.json"))
     _check_resume(resume, out / "runs")
     rows = []
     for name, cfg in zip(BENCH, configs, strict=True):
         print(f"[wdgrl bench] {name}: {cfg.methods} x {cfg.seeds} seeds", flush=True)
         rows.append(_public(_run(cfg, out, device, resume, verbose=False)))
-        write_report(rows, out, "bench", device)  # partial results survive a Ctrl-C
+        write_report(rows, out, report, device)  # partial results survive a Ctrl-C
     return rows
+
+
+def _load(config: str | Path, overrides: dict[str, Any]) -> WDGRLConfig:
+    """The config with command-line overrides; ``epochs``, any other estimator parameter and
+    ``estimator.KEY`` (``--set lr=0.01`` or ``--set estimator.lr=0.01``) go to its
+    ``estimator:`` block, the rest to the top level."""
+    top, est = {}, {}
+    for key, value in overrides.items():
+        name = key.removeprefix("estimator.")
+        if value is not None and (name != key or name in WDGRLConfig().params):
+            est[name] = value
+        else:
+            top[key] = value
+    cfg = load_config(WDGRLConfig, config, top)
+    return cfg.set(**est) if est else cfg
 
 
 def _available(cfg: WDGRLConfig, quiet: bool = False) -> WDGRLConfig:
@@ -82,7 +106,8 @@ def _check_resume(resume: bool, runs: Path) -> None:
 
 def _run(cfg: WDGRLConfig, out: Path, device: str, resume: bool, verbose: bool) -> dict:
     result = run_experiment(cfg, out / "runs", device, resume=resume, verbose=verbose)
-    plot_curves(result, out / f"curves_{cfg.name}.png")
+    if any(r["history"] for r in result["methods"].values()):  # not for the OT rows alone
+        plot_curves(result, out / f"curves_{cfg.name}.png")
     if result["models"]:
         plot_features(build_task(cfg), result["models"], out / f"features_{cfg.name}.png")
     _print_result(result)
@@ -116,25 +141,32 @@ def _print_result(result: dict[str, Any]) -> None:
 def write_report(rows: list[dict[str, Any]], out: Path, name: str, device: str) -> Path:
     """``<name>.md`` (table), ``<name>.json`` (everything behind it), and a summary bar plot."""
     out.mkdir(parents=True, exist_ok=True)
-    methods = [m for m in (*ALL_METHODS, PEER) if any(m in r["methods"] for r in rows)]
+    methods = [m for m in (*ALL_METHODS, PEER, *BENCH_ROWS)
+               if any(m in r["methods"] for r in rows)]
     meta = environment(str(resolve_device(device)))
     lines = [
         f"# WDGRL benchmark: target test accuracy ({name})", "",
         "Mean ± std over seeds; every method uses the same split, network, optimiser and "
         "epochs; no target label is used for training or model selection (target_only is the "
-        "target-supervised upper bound). Bold: best adaptation method per task.", "",
+        "target-supervised upper bound). ot_*: POT's `ot.da` transport of the source onto the "
+        "target + a 5-nearest-neighbour classifier, knn_source_only: that classifier on the "
+        "raw source (one deterministic run each). Bold: best adaptation method per task.", "",
         "| task | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),
     ]
     for r in rows:
-        adapt = {m: r["methods"][m]["mean"] for m in ("wdgrl", "dann", "coral", PEER)
-                 if m in r["methods"] and r["methods"][m]["mean"] is not None}
+        adapt = {m: r["methods"][m]["mean"] for m in ("wdgrl", "dann", "coral", PEER, *OT_METHODS)
+                 if m in r["methods"] and r["methods"][m]["mean"] is not None
+                 and np.isfinite(r["methods"][m]["mean"])}
         best = max(adapt, key=adapt.get) if adapt else None
         cells = []
         for m in methods:
             res = r["methods"].get(m)
             if res is None or res["mean"] is None:
                 cells.append("–")
+                continue
+            if not np.isfinite(res["mean"]):
+                cells.append("failed")  # POT's error is in the run's output
                 continue
             cell = f"{res['mean']:.3f} ± {res['std']:.3f}"
             cells.append(f"**{cell}**" if m == best else cell)

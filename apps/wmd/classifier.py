@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 from wdist_apps.wmd.model import WMD, DocLike
 from wdist_apps.wmd.nbow import Documents
@@ -31,10 +32,17 @@ class WMDKNeighborsClassifier(ClassifierMixin, BaseEstimator):
     neighbours via prefetch-and-prune, "brute", or "sinkhorn") and takes a majority vote.
     ``client`` (a ``distributed.Client``): the training documents are sharded over its workers
     once and every ``predict`` searches them there.
+
+    ``fit`` leaves the given ``wmd`` as it was: it works on :attr:`wmd_`, an unfitted copy that
+    shares the embedding table (``WMD.__sklearn_clone__``, which also keeps ``clone`` of this
+    classifier from copying the table). Example::
+
+        clf = WMDKNeighborsClassifier(WMD(emb), n_neighbors=3).fit(train_docs, labels)
+        clf.predict(test_docs)
     """
 
     def __init__(
-        self, wmd: WMD, n_neighbors: int = 5, method: str = "prune", client: object = None
+        self, wmd: WMD, *, n_neighbors: int = 5, method: str = "prune", client: object = None
     ) -> None:
         self.wmd = wmd
         self.n_neighbors = n_neighbors
@@ -53,21 +61,26 @@ class WMDKNeighborsClassifier(ClassifierMixin, BaseEstimator):
             1 <= self.n_neighbors <= len(X)
         ):
             raise ValueError(f"n_neighbors must be an int in [1, {len(X)}], got {self.n_neighbors}")
+        wmd = self.wmd.__sklearn_clone__()
         if not isinstance(X, Documents):
-            self.wmd.fit(X)
+            wmd.fit(X)
         elif self.wmd.idf and self.wmd.idf_ is None:
             raise ValueError(
                 "X is already-encoded Documents but the WMD has idf=True and no idf weights: "
                 "call wmd.fit(corpus) first, or pass raw documents to fit"
             )
-        self.train_ = self.wmd.transform(X)
+        else:  # encoded with the given WMD's idf weights: queries must use the same
+            wmd.idf_ = self.wmd.idf_
+        self.wmd_ = wmd
+        self.train_ = wmd.transform(X)
         self.train_.check_not_empty("X")
         self.classes_, self.y_ = np.unique(np.asarray(y), return_inverse=True)
         return self
 
     def kneighbors(self, X: Sequence[DocLike]) -> tuple[np.ndarray, np.ndarray]:
         """``(distances [Q, k], indices [Q, k])`` of the nearest training documents."""
-        return self.wmd.knn(
+        check_is_fitted(self, "wmd_")
+        return self.wmd_.knn(
             X, self.train_, self.n_neighbors, method=self.method, client=self.client
         )
 

@@ -141,6 +141,14 @@ class WMD:
         self.search_stats_: dict[str, int] = {}
         self._shards = None  # the last ShardedCorpus of knn(client=...)
 
+    def __sklearn_clone__(self) -> WMD:
+        """An unfitted WMD with the same settings for scikit-learn's ``clone``: it shares the
+        (read-only) embedding table instead of deep-copying it, and has no idf weights."""
+        return WMD(self.embeddings, normalize=self.normalize, idf=self.idf,
+                   lowercase=self.lowercase, stop_words=self.stop_words, device=self.device,
+                   dtype=self.dtype, blur=self.blur, debias=self.debias,
+                   batch_size=self.batch_size)
+
     # ---------------------------------------------------------------- documents
     def fit(self, docs: Sequence[DocLike]) -> WMD:
         """Fit the idf weights on ``docs`` (needed, and only used, when ``idf=True``)."""
