@@ -79,13 +79,15 @@ def report() -> None:
         "digit classifier's 64-d features (not FID), 1,000 generated vs 1,000 real digits; "
         f"floor (two real sets of 1,000) = {floor:.2f}. covered: classes holding at least a "
         "quarter of their fair share; confident: share with max p(y|x) >= 0.9 (real digits: "
-        "0.88). Raw generator grids: `budget/NAME_<CPU s>.png`.",
+        "0.88). Raw generator grids: `budget/NAME_<CPU s>.png`. On a shared machine, CPU time "
+        "grows with the load too (contention): compare rows that ran at the same time, or at "
+        "equal steps.",
         "",
         "| name | overrides | CPU s | steps | FD raw | FD EMA | covered raw | confident raw "
         "| confident EMA |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in sorted(rows, key=lambda r: (r["cpu_s"] // 50, r["raw"]["fd"])):
+    for r in sorted(rows, key=lambda r: (r["cpu_s"] // 50, -r["step"], r["raw"]["fd"])):
         over = " ".join(f"{k}={v}" for k, v in r["settings"].items()) or "(none)"
         lines.append(f"| {r['name']} | {over} | {r['cpu_s']:.0f} | {r['step']} | "
                      f"{r['raw']['fd']:.1f} | {r['ema']['fd']:.1f} | "
