@@ -301,3 +301,24 @@ def test_folder_training_streams_uint8_batches(tmp_path, monkeypatch):
     for a, b in zip(full.generator.state_dict().values(), resumed.generator.state_dict().values()):
         assert torch.equal(a, b)
     assert full.batches.k == 4  # n_critic 1 (sn): one real batch per generator step
+
+
+def test_mnist_table_reports_cpu_time_from_gnu_time(tmp_path):
+    """A run trained by `/usr/bin/time -v -o train_time.txt wdist wgan train` gets user + system
+    seconds in the CPU column; a run without the file gets '-'."""
+    from wdist_apps.wgan.results import _mnist_lines, _train_cpu_s
+
+    (tmp_path / "train_time.txt").write_text(
+        '\tCommand being timed: "wdist wgan train"\n\tUser time (seconds): 714.48\n'
+        "\tSystem time (seconds): 1.69\n\tPercent of CPU this job got: 21%\n")
+    assert _train_cpu_s(tmp_path) == pytest.approx(716.17)
+    assert _train_cpu_s(tmp_path / "missing") is None
+    m = {"fd": 9.0, "n_fake": 10, "n_real": 10, "fd_dim": 64, "classes_covered": 10,
+         "confident_frac": 0.5, "label_entropy": 0.4, "marginal_entropy": 2.3, "score": 7.0,
+         "class_counts": [1] * 10}
+    run = {"steps": 5, "wall_s": 30.0, "ema": m, "raw": m, "config": {"arch": "dcgan",
+                                                                         "image_size": 28}}
+    lines, _ = _mnist_lines({"gp/0": {**run, "cpu_s": 716.17}, "sn/0": {**run, "cpu_s": None},
+                             "real/reference": m}, None)
+    rows = [line for line in lines if line.startswith("| gp |") or line.startswith("| sn |")]
+    assert [r.rsplit("|", 2)[1].strip() for r in rows] == ["716", "716", "-", "-"]
