@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device_arg(evaluate)
     evaluate.set_defaults(func=_eval)
 
-    results = sub.add_parser("results", help="the results tables and figures (each run's wall and CPU "
-                             "seconds are in results/wgan/results.md; --out results/wgan "
+    results = sub.add_parser("results", help="the results tables and figures (each run's wall and "
+                             "CPU seconds are in results/wgan/results.md; --out results/wgan "
                              "regenerates the committed ones)")
     results.add_argument("--out", type=Path, default=Path("runs/wgan/results"),
                          help="output folder (default: runs/wgan/results; the committed tables "
