@@ -15,8 +15,8 @@ share classified with p >= 0.9. It appends a JSON line per mark to
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -96,10 +96,20 @@ def report() -> None:
     (OUT.parent / "budget.md").write_text("\n".join(lines) + "\n")
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["run"]:
-        run(sys.argv[2], float(sys.argv[3]), sys.argv[4:])
-    elif sys.argv[1:2] == ["report"]:
-        report()
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    one = sub.add_parser("run", help="train one setting for a CPU-time budget")
+    one.add_argument("name", help="the setting's name (results/wgan/budget/NAME.jsonl)")
+    one.add_argument("budget_s", type=float, help="CPU seconds of training")
+    one.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    sub.add_parser("report", help="write results/wgan/budget.md from the runs")
+    args = parser.parse_args()
+    if args.cmd == "run":
+        run(args.name, args.budget_s, args.overrides)
     else:
-        sys.exit(__doc__)
+        report()
+
+
+if __name__ == "__main__":
+    main()
