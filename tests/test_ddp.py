@@ -134,7 +134,6 @@ def _reference_gp_grads(critic, real, fake, ranks=range(WORLD), lam=10.0):
     return torch.autograd.grad(loss, list(critic.parameters()))
 
 
-@pytest.mark.slow
 def test_wgan_on_two_gloo_ranks(tmp_path):
     """WGAN-GP under DDP on 2 gloo processes: one critic update's gradients equal one process's
     on the doubled batch (float64); after 4 steps the ranks' weights are identical (their data

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +40,6 @@ def _run(cmd: list, cwd: Path, env: dict) -> str:
     return done.stdout
 
 
-@pytest.mark.slow
 def test_wheel_quickstarts_run_from_an_unrelated_folder(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(OMP_NUM_THREADS="1", WDIST_NO_PROGRESS="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
