@@ -102,12 +102,17 @@ def test_grid_search_over_wd_weight_with_a_target_labelled_scorer(task):
 
 
 def test_per_domain_standardisation_matches_standard_scaler(task):
-    est = WDGRLClassifier(**TINY, random_state=0).fit(task.Xs, task.ys, task.Xt)
+    est = WDGRLClassifier(**TINY, standardize="domain", random_state=0).fit(
+        task.Xs, task.ys, task.Xt)
+    iso = WDGRLClassifier(**TINY, random_state=0).fit(task.Xs, task.ys, task.Xt)  # the default
     for domain, X in (("source", task.Xs), ("target", task.Xt)):
         ref = StandardScaler().fit(X)
         mean, scale = est.scalers_[domain]
         np.testing.assert_allclose(mean.ravel(), ref.mean_, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(scale.ravel(), ref.scale_, rtol=1e-5)
+        mean, scale = iso.scalers_[domain]  # one scale: the RMS of the per-feature deviations
+        np.testing.assert_allclose(mean.ravel(), ref.mean_, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(scale.ravel(), np.sqrt(np.mean(ref.scale_**2)), rtol=1e-5)
     joint = WDGRLClassifier(**TINY, standardize="joint", random_state=0).fit(
         task.Xs, task.ys, task.Xt)
     ref = StandardScaler().fit(np.concatenate([task.Xs, task.Xt]))
@@ -123,3 +128,19 @@ def test_min_steps_sets_the_number_of_epochs(task):
     assert est.n_epochs_ == math.ceil(50 / steps) == len(est.history_)
     with pytest.raises(ValueError, match="min_steps must be a non-negative integer"):
         WDGRLClassifier(min_steps=-1).fit(task.Xs, task.ys, task.Xt)
+
+
+def test_isotropic_standardisation_keeps_a_rotated_domain_a_rotation():
+    from wdist_apps.wdgrl.estimator import _scale, fit_scalers
+
+    rng = np.random.default_rng(0)
+    Xs = rng.normal(size=(400, 2)) * [3.0, 0.5] + [5.0, -2.0]
+    t = np.deg2rad(50)
+    R = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    Xt = Xs @ R.T + [10.0, 4.0]
+    iso = fit_scalers(Xs, Xt, "domain_isotropic")
+    Zs, Zt = _scale(Xs, iso["source"]), _scale(Xt, iso["target"])
+    np.testing.assert_allclose(Zt, Zs @ R.T, atol=1e-4)  # the same rotation, nothing else
+    per_feature = fit_scalers(Xs, Xt, "domain")
+    Zs, Zt = _scale(Xs, per_feature["source"]), _scale(Xt, per_feature["target"])
+    assert np.abs(Zt - Zs @ R.T).max() > 0.5  # per-feature scaling distorts it

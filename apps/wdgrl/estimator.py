@@ -83,11 +83,14 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
     dann_weight, coral_weight : weight of the DANN / CORAL term; ``coral_weight=None`` is the
         weight of WDGRL's own CORAL baseline, ``0.01 l2_loss(C_s - C_t) = 0.005 ||C_s - C_t||^2``,
         i.e. ``0.02 k^2`` for our ``||C_s - C_t||^2 / (4 k^2)`` over ``k`` features.
-    standardize : "domain" (default), "joint" or None. "domain": each domain's inputs are centred
-        and scaled per feature by their own mean and standard deviation (the source's for ``X``,
-        the target's for ``X_target``; :meth:`predict` and :meth:`transform` use the target's
-        unless ``domain="source"``); "joint": one mean and deviation over both domains; None:
-        inputs as given. For ``network="cnn"`` the statistics are per channel.
+    standardize : "domain_isotropic" (default), "domain", "joint" or None. "domain_isotropic":
+        each domain's inputs are centred by their own mean and divided by one number, their own
+        root-mean-square standard deviation, so a rotation or a shear between the domains keeps
+        its shape; "domain": centred and scaled per feature by the domain's own mean and
+        standard deviation (which distorts a rotated domain); the source's statistics for ``X``,
+        the target's for ``X_target``, and :meth:`predict` / :meth:`transform` use the target's
+        unless ``domain="source"``; "joint": one mean and deviation per feature over both
+        domains; None: inputs as given. For ``network="cnn"`` the statistics are per channel.
     min_steps : train at least this many extractor steps: ``max(epochs, ceil(min_steps /
         steps_per_epoch))`` epochs, so small data sets still get a usable number of updates.
     random_state : int, ``numpy.random.RandomState``, ``numpy.random.Generator`` or None (as in
@@ -104,7 +107,7 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         n_critic: int = 5, lr: float = 1e-3, critic_lr: float = 1e-3, weight_decay: float = 1e-4,
         batch_size: int = 32, epochs: int = 20, patience: int | None = None,
         val_fraction: float = 0.1, dann_weight: float = 1.0, coral_weight: float | None = None,
-        standardize: str | None = "domain", min_steps: int = 500,
+        standardize: str | None = "domain_isotropic", min_steps: int = 500,
         random_state: int | np.random.RandomState | np.random.Generator | None = None,
         device: str | torch.device = "auto", verbose: bool = False,
     ) -> None:
@@ -453,7 +456,7 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
         """Learned features ``[n, hidden[-1]]`` (the space where the domains are aligned).
 
         ``domain`` ("target" or "source"): whose input statistics standardise ``X`` (matters
-        only for ``standardize="domain"``)."""
+        only for the per-domain ``standardize`` modes)."""
         return self._features(self._prepare(X, domain)).cpu().numpy()
 
     @torch.no_grad()
@@ -474,7 +477,7 @@ class WDGRLClassifier(ClassifierMixin, BaseEstimator):
 
 
 _RESUME_FREE = ("epochs", "verbose", "device")  # may change between a run and its resume
-STANDARDIZE = ("domain", "joint", None)
+STANDARDIZE = ("domain", "domain_isotropic", "joint", None)
 
 
 def fit_scalers(
@@ -482,15 +485,18 @@ def fit_scalers(
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-domain ``(mean, scale)`` for :func:`_scale`: ``x -> (x - mean) / scale``.
 
-    ``mode`` "domain": each domain its own statistics; "joint": both domains pooled; None:
-    identity. Statistics per feature (``[1, ...]``, the sample shape), or per channel of
-    ``[n, C, H, W]`` images with ``per_channel``. A constant feature gets scale 1.
+    ``mode`` "domain": each domain its own statistics; "domain_isotropic": the same mean, and
+    one scale per domain (the root mean square of its per-feature deviations); "joint": both
+    domains pooled; None: identity. Statistics per feature (``[1, ...]``, the sample shape), or
+    per channel of ``[n, C, H, W]`` images with ``per_channel``. A constant feature gets scale 1.
     """
     axes = (0, 2, 3) if per_channel and Xs.ndim == 4 else (0,)
 
     def stats(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         mean = X.mean(axis=axes, keepdims=True, dtype=np.float64)
         scale = X.std(axis=axes, keepdims=True, dtype=np.float64)
+        if mode == "domain_isotropic":
+            scale = np.full_like(scale, np.sqrt(np.mean(scale**2)))
         scale[scale < 1e-8 * max(1.0, float(np.abs(mean).max()))] = 1.0
         return mean.astype(np.float32), scale.astype(np.float32)
 
