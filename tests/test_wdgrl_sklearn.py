@@ -26,12 +26,7 @@ from wdist_apps.wdgrl.shifts import make_shift_task
 TINY = dict(hidden=(16,), critic_hidden=(8,), epochs=2, min_steps=0, lr=1e-2, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from wdist_apps.cli import main
@@ -25,12 +24,7 @@ PARAMS = dict(hidden=(500,), critic_hidden=(100,), lr=1e-3, critic_lr=1e-3, epoc
               device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_wdgrl_beats_source_only_and_certified_critic_w1_is_close_below_emd():

@@ -46,15 +46,6 @@ class _DigitFeatures(torch.nn.Module):
         return self.extractor(x)
 
 
-@pytest.fixture
-def one_thread():
-    """Small convs: one thread is faster than two on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_frechet_distance_matches_torchmetrics_and_has_a_floor(one_thread):
     """Our digit-feature FD = torchmetrics' FrechetInceptionDistance on the same features; the
     real-vs-real floor at the same N is far below that of upside-down digits."""

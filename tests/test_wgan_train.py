@@ -19,15 +19,6 @@ from wdist_apps.wgan.results import CONFIGS
 from wdist_apps.wgan.trainer import Trainer
 
 
-@pytest.fixture
-def one_thread():
-    """Small MLPs: one thread is fastest, and far faster than two on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_toy_run_cuts_exact_w1(tmp_path, one_thread):
     """8 Gaussians, weight clipping (the cheapest method per step), toy_clip.yaml, 300 steps:
     exact W1 (wdist.emd, 512 vs 512 points, EMA generator) must fall below 45% of its initial value.

@@ -80,6 +80,13 @@ def parse_duration(text: str) -> float:
     return value
 
 
+def add_resume_args(parser: argparse.ArgumentParser, *, resume: str, overwrite: str) -> None:
+    """``--resume`` / ``--overwrite`` (mutually exclusive), with each command's own help."""
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help=resume)
+    again.add_argument("--overwrite", action="store_true", help=overwrite)
+
+
 def add_run_args(parser: argparse.ArgumentParser, app: str, *, default_out: str | None,
                  config_default: str | None = "the built-in defaults",
                  time_limit: bool = True) -> None:
@@ -96,11 +103,8 @@ def add_run_args(parser: argparse.ArgumentParser, app: str, *, default_out: str 
                         help="override any config key, VALUE read as YAML (repeatable)")
     parser.add_argument("--out", default=default_out, metavar="DIR",
                         help="run folder" + (f" (default: {default_out})" if default_out else ""))
-    again = parser.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue the run in --out from its checkpoint")
-    again.add_argument("--overwrite", action="store_true",
-                       help="start afresh in an --out that holds a previous run")
+    add_resume_args(parser, resume="continue the run in --out from its checkpoint",
+                    overwrite="start afresh in an --out that holds a previous run")
     add_device_arg(parser)
     if time_limit:
         parser.add_argument("--time-limit", type=parse_duration, metavar="T",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from wdist_apps.runtime import add_device_arg
-from wdist_apps.runtime.run import add_run_args
+from wdist_apps.runtime.run import add_resume_args, add_run_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,11 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--out", default="runs/wdgrl-bench", metavar="DIR",
                        help="output folder (default: runs/wdgrl-bench; the committed table is "
                        "regenerated with --out results/wdgrl --overwrite)")
-    again = bench.add_mutually_exclusive_group()
-    again.add_argument("--resume", action="store_true",
-                       help="continue interrupted runs from their last epoch checkpoint")
-    again.add_argument("--overwrite", action="store_true",
-                       help="start afresh in an --out that holds a previous benchmark")
+    add_resume_args(bench, resume="continue interrupted runs from their last epoch checkpoint",
+                    overwrite="start afresh in an --out that holds a previous benchmark")
     add_device_arg(bench)
     _threads_arg(bench)
     bench.set_defaults(func=_bench)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from wdist_apps.runtime import add_device_arg
+from wdist_apps.runtime.run import add_resume_args
 
 EMBEDDINGS_HELP = (
     "word2vec (text/binary), GloVe text, gensim KeyedVectors file, a directory saved by "
@@ -83,14 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "classifies (the --test file and its SHA-256) is recorded beside it in OUT.json",
     )
     p.add_argument("--batch", type=int, default=64, help="test documents per logged batch")
-    again = p.add_mutually_exclusive_group()
-    again.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep the rows already in --out and classify only the rest (the same --test only)",
+    add_resume_args(
+        p,
+        resume="keep the rows already in --out and classify only the rest (the same --test only)",
+        overwrite="replace an existing --out instead of refusing to",
     )
-    again.add_argument("--overwrite", action="store_true",
-                       help="replace an existing --out instead of refusing to")
     _add_scheduler_arg(p)
     p.set_defaults(func=_with_scheduler(_classify))
 
